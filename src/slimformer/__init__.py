@@ -1,0 +1,68 @@
+"""slimformer: make transformer language models smaller and faster, and prove it.
+
+The public API, one verb a family::
+
+    import slimformer
+    slim = slimformer.load("minilm-intent")
+    slimformer.quantize_(slim, slimformer.Int8Dynamic())
+    slimformer.save(slim, "out/")
+    slimformer.load("out/")            # the compressed model, reloaded
+
+and the whole pipeline from a recipe::
+
+    slimformer.compress("minilm-intent", "examples/int8.yaml", out="out/", eval="intent")
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+__version__ = "0.1.0"
+
+from slimformer.errors import SlimformerError
+from slimformer.methods.quantization import Int8Dynamic, quantize_
+from slimformer.model import SlimModel
+from slimformer.zoo import list_models, load
+
+
+def __getattr__(name: str):
+    """Heavier entry points load on first use, so ``import slimformer`` stays quick."""
+    lazy = {
+        "compress": ("slimformer.pipeline", "compress"),
+        "save": ("slimformer.pipeline", "save"),
+        "Recipe": ("slimformer.recipe", "Recipe"),
+        "evaluate": ("slimformer.evaluate", "evaluate"),
+        "measure_model": ("slimformer.evaluate.measure", "measure_model"),
+        "finetune_classifier": ("slimformer.training.finetune", "finetune_classifier"),
+        "load_dataset": ("slimformer.data", "load_dataset"),
+        "list_datasets": ("slimformer.data", "list_datasets"),
+        "calibration_windows": ("slimformer.data", "calibration_windows"),
+    }
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'slimformer' has no attribute {name!r}")
+
+
+__all__ = [
+    "Int8Dynamic",
+    "Recipe",
+    "SlimModel",
+    "SlimformerError",
+    "__version__",
+    "calibration_windows",
+    "compress",
+    "evaluate",
+    "finetune_classifier",
+    "list_datasets",
+    "list_models",
+    "load",
+    "load_dataset",
+    "measure_model",
+    "quantize_",
+    "save",
+]

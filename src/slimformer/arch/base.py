@@ -1,0 +1,139 @@
+"""One vocabulary for the parts of a transformer.
+
+Compression methods never look at model classes. They ask an adapter for the
+layers, the attention projections with their head geometry, the MLP
+projections, the embeddings, the norms and the head, and work on those. Adding
+a model family means writing one adapter, not touching any method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+#: The part names every adapter uses when it labels a linear layer.
+PARTS = ("embedding", "attention", "mlp", "head", "other")
+
+
+@dataclass
+class AttentionParts:
+    """The projections of one attention block and its head geometry."""
+
+    module: nn.Module
+    q: nn.Module
+    k: nn.Module
+    v: nn.Module
+    o: nn.Module
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+
+
+@dataclass
+class MLPParts:
+    """The projections of one feed-forward block; ``gate`` is None without a GLU."""
+
+    module: nn.Module
+    up: nn.Module
+    down: nn.Module
+    gate: nn.Module | None = None
+
+
+@dataclass
+class LayerParts:
+    """One repeated block: attention, MLP and the norms around them."""
+
+    index: int
+    module: nn.Module
+    attention: AttentionParts | None = None
+    mlp: MLPParts | None = None
+    norms: dict[str, nn.Module] = field(default_factory=dict)
+
+
+class Adapter:
+    """Names the parts of one model; subclasses know one family each.
+
+    The base class is the generic fallback: it treats every ``nn.Linear`` as a
+    compressible layer labelled ``other`` and the longest ``nn.ModuleList`` as
+    the stack of layers, which is all that linear-only methods need.
+    """
+
+    family = "generic"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return True
+
+    # -- structure -----------------------------------------------------------
+    def layer_stack(self) -> nn.ModuleList | None:
+        """The container of repeated blocks, the unit the calibration engine walks."""
+        lists = [m for m in self.model.modules() if isinstance(m, nn.ModuleList)]
+        return max(lists, key=len, default=None)
+
+    def layers(self) -> list[LayerParts]:
+        stack = self.layer_stack()
+        if stack is None:
+            return []
+        return [LayerParts(index=i, module=block) for i, block in enumerate(stack)]
+
+    def embeddings(self) -> dict[str, nn.Module]:
+        return {
+            name: module
+            for name, module in self.model.named_modules()
+            if isinstance(module, nn.Embedding)
+        }
+
+    def head(self) -> nn.Module | None:
+        """The task head (classifier or LM head), if the model has one."""
+        return None
+
+    # -- linear layers, labelled by part ----------------------------------------
+    def linear_layers(self) -> dict[str, nn.Linear]:
+        """Every ``nn.Linear`` by qualified name, the unit linear-only methods act on."""
+        return {
+            name: module
+            for name, module in self.model.named_modules()
+            if isinstance(module, nn.Linear)
+        }
+
+    def part_of(self, name: str) -> str:
+        """Which part (one of :data:`PARTS`) the module called ``name`` belongs to."""
+        module = self.model.get_submodule(name)
+        head = self.head()
+        if head is not None and (module is head or _contains(head, module)):
+            return "head"
+        if isinstance(module, nn.Embedding):
+            return "embedding"
+        for layer in self.layers():
+            if layer.attention is not None and _contains(layer.attention.module, module):
+                return "attention"
+            if layer.mlp is not None and _contains(layer.mlp.module, module):
+                return "mlp"
+        return "other"
+
+    def layer_index_of(self, name: str) -> int | None:
+        """The index of the layer that holds ``name``, or None outside the stack."""
+        module = self.model.get_submodule(name)
+        for layer in self.layers():
+            if _contains(layer.module, module):
+                return layer.index
+        return None
+
+    def describe(self) -> dict:
+        """A summary for reports: family, layer count, head geometry."""
+        layers = self.layers()
+        info: dict = {"family": self.family, "num_layers": len(layers)}
+        if layers and layers[0].attention is not None:
+            att = layers[0].attention
+            info.update(
+                num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim
+            )
+        return info
+
+
+def _contains(parent: nn.Module, module: nn.Module) -> bool:
+    return any(m is module for m in parent.modules())

@@ -1,0 +1,89 @@
+"""Adapter for BERT-family encoders (BERT, MiniLM, sentence-transformers models)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts
+
+
+class BertAdapter(Adapter):
+    """Names the parts of ``BertModel`` and the ``BertFor*`` task models."""
+
+    family = "bert"
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return getattr(getattr(model, "config", None), "model_type", None) == "bert"
+
+    def _encoder_model(self) -> nn.Module:
+        return getattr(self.model, "bert", self.model)
+
+    def layer_stack(self) -> nn.ModuleList:
+        return self._encoder_model().encoder.layer
+
+    def layers(self) -> list[LayerParts]:
+        config = self.model.config
+        heads = config.num_attention_heads
+        head_dim = config.hidden_size // heads
+        parts = []
+        for index, layer in enumerate(self.layer_stack()):
+            attention = layer.attention
+            parts.append(
+                LayerParts(
+                    index=index,
+                    module=layer,
+                    attention=AttentionParts(
+                        module=attention,
+                        q=attention.self.query,
+                        k=attention.self.key,
+                        v=attention.self.value,
+                        o=attention.output.dense,
+                        num_heads=heads,
+                        num_kv_heads=heads,
+                        head_dim=head_dim,
+                    ),
+                    # BERT splits its MLP over two modules; the layer itself holds both.
+                    mlp=MLPParts(
+                        module=_BertMLPView(layer.intermediate, layer.output),
+                        up=layer.intermediate.dense,
+                        down=layer.output.dense,
+                    ),
+                    norms={
+                        "attention_norm": attention.output.LayerNorm,
+                        "mlp_norm": layer.output.LayerNorm,
+                    },
+                )
+            )
+        return parts
+
+    def embeddings(self) -> dict[str, nn.Module]:
+        emb = self._encoder_model().embeddings
+        prefix = "bert.embeddings" if hasattr(self.model, "bert") else "embeddings"
+        return {
+            f"{prefix}.{name}": module
+            for name, module in emb.named_children()
+            if isinstance(module, nn.Embedding)
+        }
+
+    def head(self) -> nn.Module | None:
+        return getattr(self.model, "classifier", None) or getattr(self.model, "cls", None)
+
+    def part_of(self, name: str) -> str:
+        if ".pooler." in f".{name}.":
+            return "head"
+        return super().part_of(name)
+
+
+class _BertMLPView(nn.Module):
+    """Groups BERT's intermediate and output modules so "is in the MLP" is one test."""
+
+    def __init__(self, intermediate: nn.Module, output: nn.Module) -> None:
+        super().__init__()
+        # Plain attributes, not submodules: the view must not change the model's state dict.
+        object.__setattr__(self, "_members", (intermediate, output))
+
+    def modules(self):  # type: ignore[override]
+        yield self
+        for member in self._members:
+            yield from member.modules()

@@ -1,0 +1,65 @@
+"""Adapter for Llama-family decoders (Llama, SmolLM2, Mistral-style GQA models)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts
+
+_FAMILY_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+
+
+class LlamaAdapter(Adapter):
+    """Names the parts of ``LlamaModel`` / ``LlamaForCausalLM`` and look-alikes."""
+
+    family = "llama"
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return getattr(getattr(model, "config", None), "model_type", None) in _FAMILY_TYPES
+
+    def _base(self) -> nn.Module:
+        return getattr(self.model, "model", self.model)
+
+    def layer_stack(self) -> nn.ModuleList:
+        return self._base().layers
+
+    def layers(self) -> list[LayerParts]:
+        config = self.model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        parts = []
+        for index, layer in enumerate(self.layer_stack()):
+            attn, mlp = layer.self_attn, layer.mlp
+            parts.append(
+                LayerParts(
+                    index=index,
+                    module=layer,
+                    attention=AttentionParts(
+                        module=attn,
+                        q=attn.q_proj,
+                        k=attn.k_proj,
+                        v=attn.v_proj,
+                        o=attn.o_proj,
+                        num_heads=heads,
+                        num_kv_heads=kv_heads,
+                        head_dim=head_dim,
+                    ),
+                    mlp=MLPParts(
+                        module=mlp, up=mlp.up_proj, down=mlp.down_proj, gate=mlp.gate_proj
+                    ),
+                    norms={
+                        "attention_norm": layer.input_layernorm,
+                        "mlp_norm": layer.post_attention_layernorm,
+                    },
+                )
+            )
+        return parts
+
+    def embeddings(self) -> dict[str, nn.Module]:
+        prefix = "model." if hasattr(self.model, "model") else ""
+        return {f"{prefix}embed_tokens": self._base().embed_tokens}
+
+    def head(self) -> nn.Module | None:
+        return getattr(self.model, "lm_head", None) or getattr(self.model, "score", None)

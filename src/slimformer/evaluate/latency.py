@@ -1,0 +1,156 @@
+"""Wall-clock latency of a forward pass, with honest statistics.
+
+A single timing is noise. We warm up (first calls pay for allocation, lazy
+initialisation and kernel selection), then time many runs and report the
+median with its spread, so a reader can tell a real speed-up from jitter.
+Thread count is pinned for the measurement because it changes CPU latency
+more than most compression methods do, and it is restored afterwards so the
+caller's process is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from slimformer.errors import SlimformerError
+from slimformer.evaluate.record import LatencyResult
+
+# Token ids below this are often special or unused in real vocabularies
+# (BERT keeps [PAD], [UNK], [CLS], [SEP], [MASK] and [unusedN] there).
+_FIRST_ORDINARY_TOKEN = 1000
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Use ``threads`` intra-op threads inside the block; restore after.
+
+    Yields the thread count in effect, so results can record what was used.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise SlimformerError(f"threads must be at least 1, got {threads}", "pass threads>=1")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _synchronizer(device: str | torch.device) -> Callable[[], None]:
+    """A function that waits for queued device work, so timings are complete."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if kind == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+def _check_counts(batch: int, seq_len: int, runs: int, warmup: int) -> None:
+    """Reject shapes and counts that cannot produce a meaningful timing."""
+    if batch < 1 or seq_len < 1:
+        raise SlimformerError(
+            f"input shape must be positive, got batch={batch}, seq_len={seq_len}",
+            "pass batch>=1 and seq_len>=1",
+        )
+    if runs < 1 or warmup < 0:
+        raise SlimformerError(
+            f"need runs>=1 and warmup>=0, got runs={runs}, warmup={warmup}",
+            "pass at least one timed run",
+        )
+
+
+def _time_runs(
+    forward: Callable[[], Any], runs: int, warmup: int, sync: Callable[[], None]
+) -> np.ndarray:
+    """Milliseconds of each timed run, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        forward()
+    sync()
+    times = np.empty(runs, dtype=np.float64)
+    for i in range(runs):
+        sync()
+        start = time.perf_counter()
+        forward()
+        sync()
+        times[i] = (time.perf_counter() - start) * 1000.0
+    return times
+
+
+def measure_latency(
+    forward: Callable[[], Any],
+    *,
+    batch: int,
+    seq_len: int,
+    runs: int = 30,
+    warmup: int = 5,
+    threads: int | None = None,
+    device: str = "cpu",
+) -> LatencyResult:
+    """Time ``forward()`` ``runs`` times under ``torch.inference_mode``.
+
+    ``batch`` and ``seq_len`` describe what ``forward`` processes; they are
+    used for throughput and recorded with the result. On CUDA the device is
+    synchronised before and after each run so the time covers the kernels.
+    """
+    _check_counts(batch, seq_len, runs, warmup)
+    with torch_threads(threads) as used_threads, torch.inference_mode():
+        times = _time_runs(forward, runs, warmup, _synchronizer(device))
+    p10, p25, median, p75, p90 = np.percentile(times, [10, 25, 50, 75, 90])
+    median_s = max(float(median), 1e-9) / 1000.0
+    return LatencyResult(
+        batch=batch,
+        seq_len=seq_len,
+        threads=used_threads,
+        runs=runs,
+        warmup=warmup,
+        median_ms=float(median),
+        p10_ms=float(p10),
+        p90_ms=float(p90),
+        iqr_ms=float(p75 - p25),
+        min_ms=float(times.min()),
+        mean_ms=float(times.mean()),
+        std_ms=float(times.std(ddof=1)) if runs > 1 else 0.0,
+        sequences_per_s=batch / median_s,
+        tokens_per_s=batch * seq_len / median_s,
+        device=str(device),
+    )
+
+
+def make_inputs(
+    vocab_size: int, batch: int, seq_len: int, seed: int = 0, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Random ``input_ids`` and an all-ones ``attention_mask`` for timing.
+
+    Ids start at ``min(1000, vocab_size - 1)`` to stay clear of special tokens,
+    and stop before the last id (often end-of-text) when the vocabulary allows.
+    The generator is seeded so every model sees the same inputs.
+    """
+    if vocab_size < 1:
+        raise SlimformerError(f"vocab_size must be positive, got {vocab_size}", "check the config")
+    _check_counts(batch, seq_len, runs=1, warmup=0)
+    low = min(_FIRST_ORDINARY_TOKEN, vocab_size - 1)
+    high = max(low + 1, vocab_size - 1)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(low, high, (batch, seq_len), generator=generator, dtype=torch.long)
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones(batch, seq_len, dtype=torch.long, device=device),
+    }
+
+
+def model_forward(model: Callable[..., Any], inputs: Mapping[str, Any]) -> Callable[[], Any]:
+    """A no-argument callable running ``model(**inputs)``, for the timers."""
+    kwargs = dict(inputs)
+
+    def forward() -> Any:
+        return model(**kwargs)
+
+    return forward

@@ -1,0 +1,50 @@
+"""Running one method on a model: the code behind every public verb and recipe stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from slimformer.errors import SlimformerError
+from slimformer.methods.base import MethodConfig, StageContext, method_entry
+from slimformer.model import SlimModel, task_of
+
+
+def as_slim(model: SlimModel | nn.Module, tokenizer: Any = None) -> SlimModel:
+    """Wrap a bare module so methods see the same object as from ``slimformer.load``."""
+    if isinstance(model, SlimModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise SlimformerError(
+            f"expected a torch.nn.Module or a slimformer model, got {type(model).__name__}",
+            "pass slimformer.load(...) or a Hugging Face model",
+        )
+    return SlimModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=type(model).__name__,
+        source="memory",
+        task=task_of(model),
+    )
+
+
+def apply_method(
+    model: SlimModel | nn.Module,
+    config: MethodConfig,
+    family: str | None = None,
+    context: StageContext | None = None,
+    **context_fields: Any,
+) -> SlimModel | nn.Module:
+    """Apply ``config`` to ``model`` in place; the family check keeps verbs honest."""
+    entry = method_entry(config.method)
+    if family is not None and entry.family != family:
+        raise SlimformerError(
+            f"{config.method} is a {entry.family} method, not {family}",
+            f"use the {entry.family} verb or a recipe stage",
+        )
+    slim = as_slim(model)
+    entry.apply(slim, config, context or StageContext(**context_fields))
+    slim.refresh_adapter()
+    slim.compression.setdefault("methods", []).append(config.to_dict())
+    return model

@@ -1,0 +1,15 @@
+"""Quantization: fewer bits per weight (and per activation)."""
+
+from __future__ import annotations
+
+from slimformer.methods.apply import apply_method
+from slimformer.methods.base import MethodConfig
+from slimformer.methods.quantization.int8_dynamic import Int8Dynamic
+
+
+def quantize_(model, config: MethodConfig, **context):
+    """Quantize ``model`` in place with ``config``; returns the model for chaining."""
+    return apply_method(model, config, family="quantization", **context)
+
+
+__all__ = ["Int8Dynamic", "quantize_"]

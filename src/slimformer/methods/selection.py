@@ -1,0 +1,52 @@
+"""Choosing which layers a method touches: by part, and by name patterns.
+
+Every method that works on linear layers selects them the same way, so
+"skip the head", "only the MLP" or "not layer 0" read alike in every recipe.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from torch import nn
+
+from slimformer.arch import PARTS
+from slimformer.errors import SlimformerError
+from slimformer.model import SlimModel
+
+
+def select_linears(
+    slim: SlimModel,
+    parts: list[str],
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> dict[str, nn.Linear]:
+    """The linear layers in ``parts`` whose names match ``include`` and not ``exclude``.
+
+    Patterns are shell-style globs on qualified module names
+    (``*.attention.*``, ``bert.encoder.layer.0.*``). A pattern that matches no
+    linear layer is an error: it is almost always a typo.
+    """
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise SlimformerError(f"unknown part(s) {unknown}", f"parts are: {', '.join(PARTS)}")
+    linears = slim.adapter.linear_layers()
+    for pattern in [*(include or []), *(exclude or [])]:
+        if not any(fnmatchcase(name, pattern) for name in linears):
+            raise SlimformerError(
+                f"the layer pattern {pattern!r} matches no linear layer",
+                f"linear layers look like {next(iter(linears), '(none)')!r}",
+            )
+    chosen = {
+        name: module
+        for name, module in linears.items()
+        if slim.adapter.part_of(name) in parts
+        and (not include or any(fnmatchcase(name, p) for p in include))
+        and not any(fnmatchcase(name, p) for p in exclude or [])
+    }
+    if not chosen:
+        raise SlimformerError(
+            f"no linear layer of {slim.name} is selected (parts={parts})",
+            "widen `parts` or `include`, or check that the model has nn.Linear layers",
+        )
+    return chosen

@@ -1,0 +1,17 @@
+"""Compressed modules; each owns its save format through the kind registry."""
+
+from slimformer.nn.int8_linear import Int8DynamicLinear
+from slimformer.nn.registry import (
+    compressed_modules,
+    module_class,
+    register_module,
+    replace_module,
+)
+
+__all__ = [
+    "Int8DynamicLinear",
+    "compressed_modules",
+    "module_class",
+    "register_module",
+    "replace_module",
+]

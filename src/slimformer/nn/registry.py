@@ -1,0 +1,62 @@
+"""Compressed modules by kind, so one loader rebuilds every saved format.
+
+Each compressed module class has a ``kind`` string and can describe itself
+(``spec``) and be rebuilt empty from that description (``from_spec``); the
+saved config lists the kind and spec of every replaced module, and loading
+swaps in empty modules of those kinds before the state dict is read. This is
+the ``quant_method`` dispatch of transformers, generalised to every family.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from torch import nn
+
+from slimformer.errors import SlimformerError
+
+
+@runtime_checkable
+class CompressedModule(Protocol):
+    kind: str
+
+    def spec(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> nn.Module: ...
+
+    def logical_weights(self) -> list: ...
+
+
+_KINDS: dict[str, type] = {}
+
+
+def register_module(cls: type) -> type:
+    """Make a compressed module class loadable by its ``kind``."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def module_class(kind: str) -> type:
+    if kind not in _KINDS:
+        raise SlimformerError(
+            f"the saved model uses a module kind {kind!r} this slimformer does not know",
+            "upgrade slimformer to the version that saved it",
+        )
+    return _KINDS[kind]
+
+
+def compressed_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Every compressed module in ``model`` by qualified name."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if getattr(module, "kind", None) in _KINDS
+    }
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule called ``name`` was."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

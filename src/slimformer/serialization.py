@@ -1,0 +1,156 @@
+"""Saving and reloading models, plain or compressed, as Hugging Face folders.
+
+A compressed model is saved as a normal Hugging Face folder (config.json,
+model.safetensors, tokenizer files) whose config.json carries a ``slimformer``
+section: the format version, a ``quant_method`` summary and, for every
+replaced module, its kind and shape. Loading builds the plain architecture
+from the config, swaps in empty compressed modules of the saved kinds, then
+reads the tensors strictly, so every byte on disk has exactly one owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from safetensors.torch import load_file
+from torch import nn
+
+from slimformer.errors import SlimformerError
+from slimformer.model import SlimModel, task_of
+from slimformer.nn.registry import compressed_modules, module_class, replace_module
+
+FORMAT_VERSION = 1
+
+
+def compression_metadata(model: nn.Module, methods: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``slimformer`` section of config.json, derived from the model as it is now."""
+    modules = {
+        name: {"kind": module.kind, "spec": module.spec()}
+        for name, module in compressed_modules(model).items()
+    }
+    kinds = sorted({entry["kind"] for entry in modules.values()})
+    return {
+        "format_version": FORMAT_VERSION,
+        "quant_method": "+".join(kinds) if kinds else None,
+        "methods": methods,
+        "modules": modules,
+    }
+
+
+def save_model_dir(slim: SlimModel, folder: str | os.PathLike) -> Path:
+    """Write model, config and tokenizer into ``folder`` (which should be temporary)."""
+    folder = Path(folder)
+    config = slim.model.config
+    config.slimformer = compression_metadata(slim.model, slim.compression.get("methods", []))
+    slim.model.save_pretrained(folder)
+    if slim.tokenizer is not None:
+        slim.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def load_model_dir(location: str | os.PathLike, name: str | None = None) -> SlimModel:
+    """Load a Hugging Face folder or hub id; rebuild compressed modules if any."""
+    source = str(location)
+    try:
+        config = transformers.AutoConfig.from_pretrained(source)
+    except OSError as exc:
+        raise SlimformerError(
+            f"could not read a model config from {source!r} ({_first_line(exc)})",
+            "check the path or, for a hub id, that this machine has network access",
+        ) from exc
+    model_class = _model_class(config)
+    meta = getattr(config, "slimformer", None)
+    if meta:
+        model = _load_compressed(model_class, config, Path(source), meta)
+    else:
+        model = model_class.from_pretrained(source)
+    model.eval()
+    tokenizer = _load_tokenizer(source)
+    return SlimModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name or source,
+        source=source,
+        task=task_of(model),
+        compression=dict(meta or {}),
+    )
+
+
+def _model_class(config: Any) -> type:
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    return transformers.AutoModel
+
+
+def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -> nn.Module:
+    version = meta.get("format_version", 0)
+    if version > FORMAT_VERSION:
+        raise SlimformerError(
+            f"{folder} was saved in slimformer format {version}, newer than this version reads",
+            "upgrade slimformer",
+        )
+    model = (
+        model_class(config)
+        if model_class is not transformers.AutoModel
+        else (transformers.AutoModel.from_config(config))
+    )
+    for name, entry in meta.get("modules", {}).items():
+        replace_module(model, name, module_class(entry["kind"]).from_spec(entry["spec"]))
+    state = _read_state_dict(folder)
+    result = model.load_state_dict(state, strict=False)
+    tied = _tied_keys(model)
+    missing = [key for key in result.missing_keys if key not in tied]
+    if missing or result.unexpected_keys:
+        raise SlimformerError(
+            f"{folder} does not match its config (missing {missing[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]})",
+            "the folder is damaged or was edited; save the model again",
+        )
+    if tied:
+        model.tie_weights()
+    return model
+
+
+def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise SlimformerError(f"no .safetensors file in {folder}", "save the model again")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        state.update(load_file(file))
+    return state
+
+
+def _tied_keys(model: nn.Module) -> set[str]:
+    """State-dict keys that tie to another tensor and so are not saved on their own."""
+    keys: set[str] = set()
+    tied = getattr(model, "_tied_weights_keys", None) or {}
+    if isinstance(tied, dict):
+        keys.update(tied)
+    else:
+        keys.update(tied)
+    if not getattr(model.config, "tie_word_embeddings", False):
+        keys = {key for key in keys if "lm_head" not in key}
+    return keys
+
+
+def _load_tokenizer(source: str) -> Any:
+    try:
+        return transformers.AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError):
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def read_config_json(folder: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(folder) / "config.json").read_text())

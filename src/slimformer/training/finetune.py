@@ -1,0 +1,102 @@
+"""Fine-tune a classification head (and the encoder) on a labelled dataset, cached.
+
+The result is a Hugging Face folder whose config carries the dataset's label
+names (``id2label``), so predictions read as labels wherever the model goes.
+The cache key hashes the base weights, the data and every setting: change
+any of them and the model is trained again; change none and it loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import transformers
+
+from slimformer.data import load_dataset
+from slimformer.data.types import ClassificationDataset
+from slimformer.errors import SlimformerError
+from slimformer.paths import atomic_dir, cache_dir
+from slimformer.training.loop import train_classifier
+
+#: Bumped when the training procedure changes, which invalidates cached models.
+FINETUNE_VERSION = 1
+DEFAULTS = {"epochs": 5, "lr": 1e-4, "batch_size": 16, "max_length": 64, "seed": 0}
+
+
+def finetune_cache_path(base: str, dataset: str, **settings) -> Path:
+    """Where the fine-tune of ``base`` on ``dataset`` with ``settings`` is cached."""
+    from slimformer.zoo import resolve
+
+    base_dir = Path(resolve(base, progress=False))
+    data = _classification(dataset)
+    key = _content_hash(base_dir, data, {**DEFAULTS, **settings})
+    return cache_dir() / "models" / f"{Path(str(base)).name}-{data.name}-{key}"
+
+
+def finetune_classifier(base: str, dataset: str, *, progress: bool = True, **settings) -> Path:
+    """Fine-tune ``base`` on the train split of ``dataset``; returns the cached folder."""
+    target = finetune_cache_path(base, dataset, **settings)
+    if (target / "config.json").is_file():
+        return target
+    from slimformer.zoo import resolve
+
+    options = {**DEFAULTS, **settings}
+    data = _classification(dataset)
+    base_dir = resolve(base, progress=progress)
+    if progress:
+        print(f"fine-tuning {base} on {data.name} once (cached in {target.parent}) ...")
+    model, tokenizer = _new_classifier(base_dir, data)
+    started = time.perf_counter()
+    losses = train_classifier(model, tokenizer, data.split("train"), progress=progress, **options)
+    with atomic_dir(target, overwrite=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        record = {
+            "base": str(base),
+            "dataset": data.name,
+            "settings": options,
+            "epoch_losses": losses,
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        (tmp / "slimformer_finetune.json").write_text(json.dumps(record, indent=2))
+    return target
+
+
+def _new_classifier(base_dir, data: ClassificationDataset):
+    """The base encoder with a fresh head sized and labelled for ``data``."""
+    id2label = dict(enumerate(data.label_names))
+    logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(base_dir),
+        num_labels=data.num_labels,
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(base_dir))
+    return model, tokenizer
+
+
+def _classification(dataset) -> ClassificationDataset:
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    if not isinstance(data, ClassificationDataset):
+        raise SlimformerError(
+            f"dataset {data.name!r} has no labels, so it cannot train a classifier",
+            "use a labelled dataset such as intent, multiemo, polarity or a .jsonl/.csv file",
+        )
+    return data
+
+
+def _content_hash(base_dir: Path, data: ClassificationDataset, settings: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"v": FINETUNE_VERSION, **settings}, sort_keys=True).encode())
+    for file in [*sorted(base_dir.glob("*.safetensors")), base_dir / "config.json"]:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    digest.update(json.dumps(data.label_names).encode())
+    for example in data.split("train"):
+        digest.update(f"{example.label}\t{example.text}\n".encode())
+    return digest.hexdigest()[:12]
