@@ -57,6 +57,15 @@ def _command(sub, name: str, help_text: str, handler: Callable) -> argparse.Argu
     return command
 
 
+def _add_runtime_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "eager", "compile"),
+        help="how the model runs: auto (compiled for int8 models), eager or compile",
+    )
+
+
 def _add_measure_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     command.add_argument("--runs", type=int, default=20, help="timed runs per shape")
@@ -75,6 +84,7 @@ def _compress_parser(sub) -> None:
     command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     command.add_argument("--no-measure", action="store_true", help="skip size/speed/energy")
     command.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    _add_runtime_flag(command)
     _add_measure_flags(command)
 
 
@@ -86,12 +96,14 @@ def _evaluate_parser(sub) -> None:
     command.add_argument("--max-tokens", type=int, default=16384, help="perplexity: tokens")
     command.add_argument("--window", type=int, default=512, help="perplexity: window length")
     command.add_argument("--json", action="store_true", help="print JSON")
+    _add_runtime_flag(command)
 
 
 def _measure_parser(sub) -> None:
     command = _command(sub, "measure", "measure size, latency, memory and energy", _measure)
     command.add_argument("model", help="zoo name, model folder, .gguf file or hub id")
     command.add_argument("--json", action="store_true", help="print JSON")
+    _add_runtime_flag(command)
     _add_measure_flags(command)
 
 
@@ -157,6 +169,7 @@ def _compress(args) -> None:
         measure=_measure_options(args, enabled=not args.no_measure),
         overwrite=args.overwrite,
         device=args.device,
+        runtime=args.runtime,
     )
     print_table(report)
     print(f"saved to {args.out} (model, recipe.yaml, report.json, report.md)")
@@ -166,7 +179,7 @@ def _evaluate(args) -> None:
     from slimformer.evaluate import evaluate
     from slimformer.zoo import load
 
-    slim = load(args.model)
+    slim = load(args.model, runtime=args.runtime)
     options = {}
     if slim.task == "causal-lm":
         options = {"max_tokens": args.max_tokens, "window": args.window}
@@ -185,12 +198,14 @@ def _evaluate(args) -> None:
 
 def _measure(args) -> None:
     from slimformer.evaluate.measure import measure_model
+    from slimformer.pipeline import warm_up
     from slimformer.zoo import load
 
-    slim = load(args.model)
+    slim = load(args.model, runtime=args.runtime)
     options = _measure_options(args)
+    warm_up(slim, options.shapes, options.threads)
     result = measure_model(
-        slim.model,
+        slim.runner,
         shapes=options.shapes,
         threads=options.threads,
         runs=options.runs,
@@ -256,7 +271,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*header)
+    table = Table()
+    for index, column in enumerate(header):
+        # The first column is the name users type next: never wrap it; fold, never cut, the rest.
+        table.add_column(column, no_wrap=index == 0, overflow="fold")
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     Console().print(table)

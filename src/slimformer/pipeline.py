@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from slimformer.errors import SlimformerError
 from slimformer.methods.apply import as_slim
 from slimformer.methods.base import StageContext, method_entry
@@ -56,9 +58,15 @@ def compress(
     measure: MeasureOptions | None = None,
     overwrite: bool = False,
     device: str = "cpu",
+    runtime: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run ``recipe`` on ``model``, save the result in ``out``, return the report."""
+    """Run ``recipe`` on ``model``, save the result in ``out``, return the report.
+
+    "before" runs the model as loaded (eager for plain models); "after" runs
+    it the way ``slimformer.load(out)`` will, with ``runtime`` (``auto`` picks
+    the compiled graph for int8 models, where their speed comes from).
+    """
     from slimformer.report import build_report, write_reports
     from slimformer.zoo import load
 
@@ -71,7 +79,9 @@ def compress(
     context = StageContext(device=device, progress=progress)
     if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
         context.original = _copy(slim)
+    before["runtime"] = slim.runtime
     timings = _run_stages(slim, recipe, context, progress)
+    slim.set_runtime(runtime, device)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         save_model_dir(slim, tmp)
         (tmp / "recipe.yaml").write_text(recipe.to_yaml())
@@ -116,10 +126,11 @@ def _assess(slim, eval, eval_options, measure, progress, reference, saved=None) 
             slim, eval, reference=reference, progress=progress, **(eval_options or {})
         )
     if measure.enabled:
+        warm_up(slim, measure.shapes, measure.threads)
         with tempfile.TemporaryDirectory(prefix="slimformer-size-") as scratch:
             folder = saved or save_model_dir(slim, scratch)
             result["measurement"] = measure_model(
-                slim.model,
+                slim.runner,
                 shapes=measure.shapes,
                 threads=measure.threads,
                 runs=measure.runs,
@@ -127,6 +138,16 @@ def _assess(slim, eval, eval_options, measure, progress, reference, saved=None) 
                 saved_path=folder,
             )
     return result
+
+
+def warm_up(slim: SlimModel, shapes, threads: int | None) -> None:
+    """Run each shape once so compilation (if any) is not measured as latency or memory."""
+    from slimformer.evaluate.latency import make_inputs, torch_threads
+
+    vocab = slim.model.config.vocab_size
+    with torch_threads(threads), torch.inference_mode():
+        for batch, seq in shapes:
+            slim.runner(**make_inputs(vocab, batch, seq))
 
 
 def _copy(slim: SlimModel) -> SlimModel:

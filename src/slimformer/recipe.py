@@ -45,12 +45,17 @@ class Recipe:
             return recipe
         if isinstance(recipe, (dict, list)):
             return cls.from_dict(recipe)
-        path = Path(recipe)
-        if path.suffix in {".yaml", ".yml"} or path.exists():
-            if not path.is_file():
+        text = str(recipe)
+        path = Path(text)
+        # YAML text spans lines or has a `method:` key; one line without ":" is a path.
+        one_line = "\n" not in text
+        if isinstance(recipe, os.PathLike) or (
+            one_line and (":" not in text or path.suffix in {".yaml", ".yml"} or _is_file(path))
+        ):
+            if not _is_file(path):
                 raise SlimformerError(f"recipe file {path} not found", "check the --recipe path")
             return cls.from_yaml(path.read_text(), source=str(path))
-        return cls.from_yaml(str(recipe))
+        return cls.from_yaml(text)
 
     @classmethod
     def from_yaml(cls, text: str, source: str | None = None) -> Recipe:
@@ -99,6 +104,13 @@ class Recipe:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long to be a file: then it is not one
+        return False
 
 
 def _stage(stage: Any, index: int, where: str) -> MethodConfig:

@@ -101,10 +101,18 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
         if model_class is not transformers.AutoModel
         else (transformers.AutoModel.from_config(config))
     )
-    for name, entry in meta.get("modules", {}).items():
-        replace_module(model, name, module_class(entry["kind"]).from_spec(entry["spec"]))
-    state = _read_state_dict(folder)
-    result = model.load_state_dict(state, strict=False)
+    damaged = SlimformerError(
+        f"{folder} does not match its config.json", "the folder is damaged; save the model again"
+    )
+    try:
+        for name, entry in meta.get("modules", {}).items():
+            replace_module(model, name, module_class(entry["kind"]).from_spec(entry["spec"]))
+        state = _read_state_dict(folder)
+        result = model.load_state_dict(state, strict=False)
+    except SlimformerError:
+        raise
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise damaged from exc
     tied = _tied_keys(model)
     missing = [key for key in result.missing_keys if key not in tied]
     if missing or result.unexpected_keys:
@@ -124,7 +132,12 @@ def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         raise SlimformerError(f"no .safetensors file in {folder}", "save the model again")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(load_file(file))
+        try:
+            state.update(load_file(file))
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise SlimformerError(
+                f"{file} cannot be read ({_first_line(exc)})", "the file is damaged; save again"
+            ) from exc
     return state
 
 
@@ -141,7 +154,14 @@ def _tied_keys(model: nn.Module) -> set[str]:
     return keys
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")
+
+
 def _load_tokenizer(source: str) -> Any:
+    """The folder's tokenizer, or None when it has none (never one made up from the config)."""
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        return None
     try:
         return transformers.AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError):

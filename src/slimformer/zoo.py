@@ -168,16 +168,32 @@ def resolve(name_or_path: str | os.PathLike, progress: bool = True) -> Path | st
 
 
 def _looks_like_hub_id(key: str) -> bool:
+    """``org/name`` that is not a path under an existing local folder."""
     parts = key.split("/")
-    return len(parts) == 2 and all(parts) and not key.startswith((".", "/", "~"))
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not key.startswith((".", "/", "~"))
+        and not Path(parts[0]).exists()
+    )
 
 
-def load(name_or_path: str | os.PathLike, *, progress: bool = True) -> SlimModel:
-    """Load a named model, a local folder (plain or compressed), a GGUF file or a hub id."""
+def load(
+    name_or_path: str | os.PathLike, *, runtime: str = "auto", progress: bool = True
+) -> SlimModel:
+    """Load a named model, a local folder (plain or compressed), a GGUF file or a hub id.
+
+    ``runtime="auto"`` runs int8 models through a compiled graph (where their
+    speed comes from) and everything else eagerly; ``eager`` or ``compile``
+    force one. ``.model`` is always the plain module; calling the returned
+    object (or ``.runner``) uses the chosen run time.
+    """
     from slimformer.serialization import load_model_dir
 
     location = resolve(name_or_path, progress=progress)
-    return load_model_dir(location, name=str(name_or_path))
+    slim = load_model_dir(location, name=str(name_or_path))
+    slim.set_runtime(runtime)
+    return slim
 
 
 # -- GGUF -------------------------------------------------------------------------

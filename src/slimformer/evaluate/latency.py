@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,13 +103,29 @@ def measure_latency(
     _check_counts(batch, seq_len, runs, warmup)
     with torch_threads(threads) as used_threads, torch.inference_mode():
         times = _time_runs(forward, runs, warmup, _synchronizer(device))
+    return latency_from_times(
+        times, batch=batch, seq_len=seq_len, threads=used_threads, warmup=warmup, device=device
+    )
+
+
+def latency_from_times(
+    times_ms: Sequence[float] | np.ndarray,
+    *,
+    batch: int,
+    seq_len: int,
+    threads: int,
+    warmup: int,
+    device: str | torch.device = "cpu",
+) -> LatencyResult:
+    """Summary statistics of timed runs; shared with benchmarks that interleave models."""
+    times = np.asarray(times_ms, dtype=float)
     p10, p25, median, p75, p90 = np.percentile(times, [10, 25, 50, 75, 90])
     median_s = max(float(median), 1e-9) / 1000.0
     return LatencyResult(
         batch=batch,
         seq_len=seq_len,
-        threads=used_threads,
-        runs=runs,
+        threads=threads,
+        runs=len(times),
         warmup=warmup,
         median_ms=float(median),
         p10_ms=float(p10),
@@ -117,7 +133,7 @@ def measure_latency(
         iqr_ms=float(p75 - p25),
         min_ms=float(times.min()),
         mean_ms=float(times.mean()),
-        std_ms=float(times.std(ddof=1)) if runs > 1 else 0.0,
+        std_ms=float(times.std(ddof=1)) if len(times) > 1 else 0.0,
         sequences_per_s=batch / median_s,
         tokens_per_s=batch * seq_len / median_s,
         device=str(device),

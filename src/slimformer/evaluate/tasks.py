@@ -41,13 +41,13 @@ def evaluate(
         from slimformer.evaluate.perplexity import evaluate_perplexity
 
         metrics = evaluate_perplexity(
-            slim.model, slim.tokenizer, data, split=split, progress=progress, **options
+            slim.runner, slim.tokenizer, data, split=split, progress=progress, **options
         )
     elif slim.task == "classification":
         from slimformer.evaluate.classification import evaluate_classification
 
         metrics = evaluate_classification(
-            slim.model, slim.tokenizer, data, split=split, progress=progress, **options
+            slim.runner, slim.tokenizer, data, split=split, progress=progress, **options
         )
     else:
         metrics = _embedding_fidelity(slim, data, split, reference, **options)
@@ -92,5 +92,5 @@ def _embedding_fidelity(slim, data, split, reference, **options):
         )
     texts = embedding_texts(data, split)
     return evaluate_embedding_fidelity(
-        None, slim.model, slim.tokenizer, texts, reference_embeddings=reference, **options
+        None, slim.runner, slim.tokenizer, texts, reference_embeddings=reference, **options
     )

@@ -9,6 +9,7 @@ from torch import nn
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, method_entry
 from slimformer.model import SlimModel, task_of
+from slimformer.nn.registry import compressed_modules
 
 
 def as_slim(model: SlimModel | nn.Module, tokenizer: Any = None) -> SlimModel:
@@ -45,6 +46,22 @@ def apply_method(
         )
     slim = as_slim(model)
     entry.apply(slim, config, context or StageContext(**context_fields))
+    _untie_compressed_head(slim.model)
     slim.refresh_adapter()
     slim.compression.setdefault("methods", []).append(config.to_dict())
     return model
+
+
+def _untie_compressed_head(model: nn.Module) -> None:
+    """A compressed output head no longer shares the input embedding: say so in the config.
+
+    Otherwise loading the saved model re-ties the head to the float embedding
+    (``tie_weights``) and the compressed head's weights are overwritten.
+    """
+    config = getattr(model, "config", None)
+    if not getattr(config, "tie_word_embeddings", False):
+        return
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if head is not None and head in compressed_modules(model).values():
+        config.tie_word_embeddings = False

@@ -94,7 +94,10 @@ def registered_methods() -> dict[str, MethodEntry]:
 
 def make_config(name: str, settings: dict[str, Any], where: str = "") -> MethodConfig:
     """Build and validate a config from recipe settings, with a one-line error."""
-    entry = method_entry(name)
+    try:
+        entry = method_entry(name)
+    except SlimformerError as exc:  # say which stage names the unknown method
+        raise SlimformerError(f"{where}{exc.problem}", exc.fix) from None
     try:
         return entry.config(**settings)
     except ValidationError as exc:

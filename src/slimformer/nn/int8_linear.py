@@ -53,6 +53,9 @@ class Int8DynamicLinear(nn.Module):
     """Drop-in replacement for ``nn.Linear`` with W8A8 dynamic quantization."""
 
     kind = "int8_dynamic_linear"
+    #: Eager per-token quantization costs more than the int8 product saves;
+    #: a compiled graph fuses it away (see slimformer.runtime).
+    prefers_compile = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()

@@ -46,7 +46,7 @@ def build_report(
 
 
 def _section(result: dict[str, Any]) -> dict[str, Any]:
-    section: dict[str, Any] = {}
+    section: dict[str, Any] = {"runtime": result.get("runtime", "eager")}
     if "eval" in result:
         section["eval"] = _jsonable_eval(result["eval"])
     if "measurement" in result:

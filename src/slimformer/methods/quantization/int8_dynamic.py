@@ -8,9 +8,12 @@ for each token as it arrives.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from tqdm.auto import tqdm
 
+from slimformer.arch import PARTS
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.methods.selection import select_linears
 from slimformer.model import SlimModel
@@ -23,7 +26,7 @@ class Int8Dynamic(MethodConfig):
     method = "int8_dynamic"
     family = "quantization"
 
-    parts: list[str] = Field(
+    parts: list[Literal[PARTS]] = Field(  # type: ignore[valid-type]
         default=["attention", "mlp", "other"],
         description="Model parts to quantize; the task head stays fp32 by default.",
     )

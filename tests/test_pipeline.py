@@ -1,0 +1,180 @@
+"""The compress pipeline: recipe in, compressed model, recipe and reports out."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import slimformer
+from slimformer.errors import SlimformerError
+from slimformer.nn import compressed_modules
+from slimformer.pipeline import MeasureOptions
+
+FAST = MeasureOptions(shapes=((1, 8),), runs=2, warmup=1)
+OFF = MeasureOptions(enabled=False)
+OUTPUT_FILES = {"config.json", "model.safetensors", "recipe.yaml", "report.json", "report.md"}
+
+
+def compress(model, recipe, out, **options):
+    """compress() with quick measurement and the eager run time unless told otherwise."""
+    options = {"measure": FAST, "progress": False, "runtime": "eager", **options}
+    return slimformer.compress(model, recipe, out, **options)
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_classifier_compress(tiny_bert_cls_dir, int8_recipe, tiny_cls_jsonl, tmp_path):
+    out = tmp_path / "out"
+    report = compress(tiny_bert_cls_dir, int8_recipe, out, eval=str(tiny_cls_jsonl))
+    assert {p.name for p in out.iterdir()} >= OUTPUT_FILES
+    assert leftovers(tmp_path) == []
+    assert json.loads((out / "report.json").read_text()) == report
+
+    assert report["task"] == "classification"
+    assert report["architecture"]["family"] == "bert"
+    assert [stage["stage"] for stage in report["stages"]] == ["int8_dynamic"]
+    assert report["recipe"]["stages"][0]["method"] == "int8_dynamic"
+    assert report["protocol"]["shapes"] == [[1, 8]] and report["protocol"]["runs"] == 2
+    for side in ("before", "after"):
+        ev = report[side]["eval"]
+        assert ev["metric"] == "accuracy" and ev["dataset"] == "reviews"
+        assert 0 <= ev["value"] <= 1 and ev["metrics"]["n"] == 6
+        assert len(ev["predictions"]) == 6
+        measurement = report[side]["measurement"]
+        assert measurement["size"]["disk_bytes"] > 0
+        assert [(lat["batch"], lat["seq_len"]) for lat in measurement["latency"]] == [(1, 8)]
+
+    comparison = report["comparison"]
+    assert comparison["quality"]["metric"] == "accuracy"
+    assert comparison["quality"]["change"] == pytest.approx(
+        report["after"]["eval"]["value"] - report["before"]["eval"]["value"]
+    )
+    assert 0 <= comparison["quality"]["changed_predictions"] <= 6
+    assert 0 < comparison["disk_ratio"] < 1
+    assert 0 < comparison["linear_weight_disk_ratio"] < 0.35
+    assert 0 < comparison["memory_ratio"] < 1
+    assert set(comparison["speedup"]) == {"1x8"}
+
+    markdown = (out / "report.md").read_text()
+    assert markdown.startswith("# slimformer report:")
+    assert "| accuracy (reviews) |" in markdown and "size on disk" in markdown
+
+    recipe_written = slimformer.Recipe.load(out / "recipe.yaml")
+    assert recipe_written.to_dict() == report["recipe"]
+
+    reloaded = slimformer.load(out, runtime="eager")
+    assert reloaded.task == "classification"
+    assert len(compressed_modules(reloaded.model)) == 12
+    assert reloaded.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
+
+
+def test_existing_out_needs_overwrite(tiny_bert_cls_dir, int8_recipe, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(SlimformerError, match="already exists and is not empty"):
+        compress(tiny_bert_cls_dir, int8_recipe, out)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+    compress(tiny_bert_cls_dir, int8_recipe, out, overwrite=True, measure=OFF)
+    names = {p.name for p in out.iterdir()}
+    assert "mine.txt" not in names and names >= OUTPUT_FILES
+    assert leftovers(tmp_path) == []
+
+
+def test_failing_stage_leaves_nothing(tiny_bert_cls_dir, write_recipe, tmp_path):
+    recipe = write_recipe("stages:\n  - method: int8_dynamic\n    include: ['*.no_such_layer.*']\n")
+    parent = tmp_path / "results"
+    parent.mkdir()
+    with pytest.raises(SlimformerError, match="matches no linear layer"):
+        compress(tiny_bert_cls_dir, recipe, parent / "out")
+    assert list(parent.iterdir()) == []
+
+
+def test_bad_recipe_fails_before_loading(write_recipe, tmp_path):
+    recipe = write_recipe("stages:\n  - method: int8_dynamic\n    exlude: []\n")
+    with pytest.raises(SlimformerError, match="did you mean 'exclude'"):
+        compress("no-such-model", recipe, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_dict_recipe_and_loaded_model(tiny_bert_cls_dir, tmp_path):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    recipe = {
+        "name": "attention only",
+        "stages": [{"method": "int8_dynamic", "parts": ["attention"]}],
+    }
+    report = compress(slim, recipe, tmp_path / "out", measure=OFF)
+    assert report["recipe"]["name"] == "attention only"
+    assert "measurement" not in report["after"] and "eval" not in report["after"]
+    assert report["comparison"] == {}
+    assert len(compressed_modules(slim.model)) == 8  # the caller's model is compressed in place
+
+
+def test_finetune_then_quantize(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path):
+    recipe = [
+        {"method": "finetune", "dataset": str(tiny_cls_jsonl), "epochs": 1, "batch_size": 8},
+        {"method": "int8_dynamic"},
+    ]
+    report = compress(tiny_bert_cls_dir, recipe, tmp_path / "out", measure=OFF)
+    assert [stage["stage"] for stage in report["stages"]] == ["finetune", "int8_dynamic"]
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())["slimformer"]
+    assert [m["method"] for m in saved["methods"]] == ["finetune", "int8_dynamic"]
+
+
+def test_embedding_model_fidelity(tiny_bert_dir, int8_recipe, tiny_cls_jsonl, tmp_path):
+    report = compress(tiny_bert_dir, int8_recipe, tmp_path / "out", eval=str(tiny_cls_jsonl))
+    assert report["task"] == "embedding"
+    before, after = report["before"]["eval"], report["after"]["eval"]
+    assert before["metric"] == after["metric"] == "mean_cosine"
+    assert before["value"] == pytest.approx(1.0, abs=1e-6)  # the original against itself
+    assert 0.99 < after["value"] <= 1.0 + 1e-6
+    assert after["metrics"]["retrieval_agreement"] >= 0.5
+    assert "reference" not in report["after"]  # tensors stay out of the JSON report
+    assert report["comparison"]["disk_ratio"] < 1
+
+
+def test_causal_lm_perplexity(tiny_llama_dir, int8_recipe, tiny_txt, tmp_path):
+    report = compress(
+        tiny_llama_dir,
+        int8_recipe,
+        tmp_path / "out",
+        eval=str(tiny_txt),
+        eval_options={"max_tokens": 256, "window": 32},
+    )
+    assert report["task"] == "causal-lm"
+    assert report["architecture"]["num_kv_heads"] == 2
+    before, after = report["before"]["eval"], report["after"]["eval"]
+    assert before["metric"] == "perplexity" and not before["higher_is_better"]
+    assert before["metrics"]["window"] == 32 and before["metrics"]["tokens"] <= 256
+    for value in (before["value"], after["value"]):
+        assert math.isfinite(value) and value > 1
+    # a random model: both close to the vocabulary size, and int8 changes little
+    assert after["value"] == pytest.approx(before["value"], rel=0.05)
+    assert report["comparison"]["linear_weight_disk_ratio"] < 0.30
+    reloaded = slimformer.load(tmp_path / "out", runtime="eager")
+    assert reloaded.model.lm_head.weight is reloaded.model.model.embed_tokens.weight
+
+
+def test_save_then_load_matches_in_memory(tiny_bert_cls_dir, minilm_tokenizer, tmp_path):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    slimformer.quantize_(slim, slimformer.Int8Dynamic(), progress=False)
+    out = slimformer.save(slim, tmp_path / "saved")
+    inputs = minilm_tokenizer(["one sentence", "and another"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = slim.model(**inputs).logits
+        assert torch.equal(slimformer.load(out).model(**inputs).logits, expected)
+
+
+def test_evaluate_verb_after_submodule_imports(tiny_bert_cls_dir, tiny_cls_jsonl):
+    """``slimformer.evaluate(...)`` stays callable once ``slimformer.evaluate.*`` is imported."""
+    import slimformer.evaluate.size
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    result = slimformer.evaluate(slim, str(tiny_cls_jsonl), progress=False)
+    assert result["metric"] == "accuracy" and result["metrics"]["n"] == 6
