@@ -284,3 +284,14 @@ def test_loaded_model_sizes_count_int8(saved_cls, quantized_cls):
     reloaded = slimformer.load(saved_cls)
     assert count_parameters(reloaded.model) == count_parameters(quantized_cls.model)
     assert isinstance(reloaded.model.classifier, nn.Linear)
+
+
+def test_bare_module_keeps_its_method_record(tiny_bert_cls_dir, tmp_path):
+    """quantize_ on a plain nn.Module, then save: config.json still lists what ran."""
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(tiny_bert_cls_dir)
+    slimformer.quantize_(model, slimformer.Int8Dynamic(), progress=False)
+    slimformer.save(model, tmp_path / "bare")
+    meta = json.loads((tmp_path / "bare" / "config.json").read_text())["slimformer"]
+    assert [m["method"] for m in meta["methods"]] == ["int8_dynamic"]

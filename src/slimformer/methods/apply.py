@@ -21,12 +21,15 @@ def as_slim(model: SlimModel | nn.Module, tokenizer: Any = None) -> SlimModel:
             f"expected a torch.nn.Module or a slimformer model, got {type(model).__name__}",
             "pass slimformer.load(...) or a Hugging Face model",
         )
+    # The record of what ran lives on the module, so a later save() still finds it.
+    compression = model.__dict__.setdefault("_slimformer_compression", {})
     return SlimModel(
         model=model,
         tokenizer=tokenizer,
         name=type(model).__name__,
         source="memory",
         task=task_of(model),
+        compression=compression,
     )
 
 
