@@ -79,9 +79,9 @@ def _memory_energy_rows(before, after) -> list[tuple[str, str, str, str]]:
     if before.get("memory") and after.get("memory"):
         rows.append(
             (
-                "peak memory (RSS during a forward)",
-                _mb(before["memory"]["peak_rss_bytes"]),
-                _mb(after["memory"]["peak_rss_bytes"]),
+                "memory a forward adds (peak process RSS)",
+                _memory(before["memory"]),
+                _memory(after["memory"]),
                 "",
             )
         )
@@ -98,6 +98,10 @@ def _memory_energy_rows(before, after) -> list[tuple[str, str, str, str]]:
             )
         )
     return rows
+
+
+def _memory(entry: dict[str, Any]) -> str:
+    return f"+{_mb(entry['peak_increase_bytes'])} ({_mb(entry['peak_rss_bytes'])})"
 
 
 def _latency(entry: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 
+import torch
 import transformers
 
 from slimformer.data import load_dataset
@@ -23,7 +24,8 @@ from slimformer.paths import atomic_dir, cache_dir
 from slimformer.training.loop import train_classifier
 
 #: Bumped when the training procedure changes, which invalidates cached models.
-FINETUNE_VERSION = 1
+#: 2: the new head is initialised under the seed (it was not, so runs differed).
+FINETUNE_VERSION = 2
 DEFAULTS = {"epochs": 5, "lr": 1e-4, "batch_size": 16, "max_length": 64, "seed": 0}
 
 
@@ -49,6 +51,7 @@ def finetune_classifier(base: str, dataset: str, *, progress: bool = True, **set
     base_dir = resolve(base, progress=progress)
     if progress:
         print(f"fine-tuning {base} on {data.name} once (cached in {target.parent}) ...")
+    torch.manual_seed(options["seed"])  # the new head's initial weights come from this
     model, tokenizer = _new_classifier(base_dir, data)
     started = time.perf_counter()
     losses = train_classifier(model, tokenizer, data.split("train"), progress=progress, **options)
