@@ -347,6 +347,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    slimformer.load("minilm-intent", runtime="eager")  # builds it once if missing
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         print("building variants ...", flush=True)
         variants = build_variants(args.threads, Path(tmp), peers=not args.no_peers)

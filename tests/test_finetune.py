@@ -56,3 +56,12 @@ def test_changed_settings_give_another_cache_entry(tiny_bert_dir, tiny_cls_jsonl
 def test_unlabelled_data_cannot_train_a_classifier(tiny_bert_dir, tiny_txt):
     with pytest.raises(SlimformerError, match="has no labels"):
         finetune_classifier(str(tiny_bert_dir), str(tiny_txt), progress=False)
+
+
+def test_builds_inside_inference_mode(tiny_bert_dir, tiny_cls_jsonl):
+    """A first load of a fine-tuned zoo model may happen inside inference_mode."""
+    with torch.inference_mode():
+        folder = finetune_classifier(
+            str(tiny_bert_dir), str(tiny_cls_jsonl), progress=False, epochs=1, seed=7
+        )
+    assert (folder / "config.json").is_file()

@@ -51,10 +51,15 @@ def finetune_classifier(base: str, dataset: str, *, progress: bool = True, **set
     base_dir = resolve(base, progress=progress)
     if progress:
         print(f"fine-tuning {base} on {data.name} once (cached in {target.parent}) ...")
-    torch.manual_seed(options["seed"])  # the new head's initial weights come from this
-    model, tokenizer = _new_classifier(base_dir, data)
     started = time.perf_counter()
-    losses = train_classifier(model, tokenizer, data.split("train"), progress=progress, **options)
+    # Training needs autograd even when the caller (an evaluation, a benchmark)
+    # is inside torch.inference_mode; weights made in there could not train.
+    with torch.inference_mode(False), torch.enable_grad():
+        torch.manual_seed(options["seed"])  # the new head's initial weights come from this
+        model, tokenizer = _new_classifier(base_dir, data)
+        losses = train_classifier(
+            model, tokenizer, data.split("train"), progress=progress, **options
+        )
     with atomic_dir(target, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
