@@ -44,6 +44,8 @@ class StageContext:
     """What a stage may need besides the model: the original, data, device."""
 
     original: SlimModel | None = None
+    #: Token windows or a dataset given to the verb; overrides a config's calibration.
+    calibration: Any = None
     device: str = "cpu"
     progress: bool = True
     seed: int = 0

@@ -7,12 +7,29 @@ Every method that works on linear layers selects them the same way, so
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Literal
 
+from pydantic import Field
 from torch import nn
 
 from slimformer.arch import PARTS
 from slimformer.errors import SlimformerError
+from slimformer.methods.base import MethodConfig
 from slimformer.model import SlimModel
+
+
+class LinearSelection(MethodConfig):
+    """Base of configs that act on linear layers: which parts, which names."""
+
+    parts: list[Literal[PARTS]] = Field(  # type: ignore[valid-type]
+        default=["attention", "mlp", "other"],
+        description="Model parts to act on; the task head stays as it is by default.",
+    )
+    include: list[str] = Field(default=[], description="Only layers matching these globs.")
+    exclude: list[str] = Field(default=[], description="Skip layers matching these globs.")
+
+    def select(self, slim: SlimModel) -> dict[str, nn.Linear]:
+        return select_linears(slim, list(self.parts), self.include, self.exclude)
 
 
 def select_linears(

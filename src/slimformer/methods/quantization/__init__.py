@@ -5,6 +5,7 @@ from __future__ import annotations
 from slimformer.methods.apply import apply_method
 from slimformer.methods.base import MethodConfig
 from slimformer.methods.quantization.int8_dynamic import Int8Dynamic
+from slimformer.methods.quantization.rtn import RTN
 
 
 def quantize_(model, config: MethodConfig, **context):
@@ -12,4 +13,4 @@ def quantize_(model, config: MethodConfig, **context):
     return apply_method(model, config, family="quantization", **context)
 
 
-__all__ = ["Int8Dynamic", "quantize_"]
+__all__ = ["RTN", "Int8Dynamic", "quantize_"]

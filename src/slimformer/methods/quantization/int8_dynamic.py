@@ -8,35 +8,24 @@ for each token as it arrives.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
 from tqdm.auto import tqdm
 
-from slimformer.arch import PARTS
-from slimformer.methods.base import MethodConfig, StageContext, register_method
-from slimformer.methods.selection import select_linears
+from slimformer.methods.base import StageContext, register_method
+from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 from slimformer.nn import Int8DynamicLinear, replace_module
 
 
-class Int8Dynamic(MethodConfig):
+class Int8Dynamic(LinearSelection):
     """Dynamic int8: per-channel int8 weights, per-token int8 activations at run time."""
 
     method = "int8_dynamic"
     family = "quantization"
 
-    parts: list[Literal[PARTS]] = Field(  # type: ignore[valid-type]
-        default=["attention", "mlp", "other"],
-        description="Model parts to quantize; the task head stays fp32 by default.",
-    )
-    include: list[str] = Field(default=[], description="Only layers matching these globs.")
-    exclude: list[str] = Field(default=[], description="Skip layers matching these globs.")
-
 
 @register_method(Int8Dynamic)
 def apply_int8_dynamic(slim: SlimModel, config: Int8Dynamic, context: StageContext) -> None:
-    layers = select_linears(slim, config.parts, config.include, config.exclude)
+    layers = config.select(slim)
     for name, linear in tqdm(
         layers.items(), desc="int8_dynamic", unit="layer", disable=not context.progress
     ):

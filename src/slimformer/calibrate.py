@@ -1,0 +1,444 @@
+"""The sequential calibration engine that every data-aware method rides on.
+
+GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda, ASVD and SVD-LLM all need the same
+loop: feed calibration text to the model, then walk its stack of blocks one at
+a time, gather statistics of what each linear layer reads, let the method
+rewrite the block, and feed the *rewritten* block's outputs to the next one so
+that errors propagate as they will at inference. :func:`run_sequential` is
+that loop; a method supplies only ``process_block``.
+
+Only one block's activations for the calibration set live at a time (plus the
+model's weights), and nothing here knows a model family: the engine records
+exactly what the model's own forward passes to its first block (attention
+masks in whatever form the model built them, rotary ``position_embeddings``,
+``position_ids``, ...) and replays those arguments to every block.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from slimformer.arch import get_adapter
+from slimformer.arch.base import Adapter, LayerParts
+from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder
+from slimformer.errors import SlimformerError
+from slimformer.model import SlimModel
+
+__all__ = ["BlockContext", "Collect", "LinearStats", "run_sequential"]
+
+Calibration = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
+
+
+class _StopForward(Exception):
+    """Raised inside the first block's pre-hook: the rest of the model need not run."""
+
+
+@dataclass
+class _Batch:
+    """One batch of a block's input and the other arguments the model passed with it.
+
+    ``key`` is None when the hidden states came positionally first, else the
+    keyword they came under. ``mask`` is the ``[batch, length]`` bool mask of
+    real tokens, None when every token is real.
+    """
+
+    hidden: Tensor
+    args: tuple
+    kwargs: dict[str, Any]
+    key: str | None
+    mask: Tensor | None
+
+    def run(self, block: nn.Module, hidden: Tensor | None = None) -> Tensor:
+        """The block's output hidden states on this batch (or on ``hidden`` instead)."""
+        states = self.hidden if hidden is None else hidden
+        if self.key is None:
+            out = block(states, *self.args, **self.kwargs)
+        else:
+            out = block(*self.args, **{**self.kwargs, self.key: states})
+        # Older HF layers return a tuple (hidden, attn, ...); transformers 5 returns a tensor.
+        return out if isinstance(out, Tensor) else out[0]
+
+
+@dataclass
+class BlockContext:
+    """What ``process_block`` sees for one block of the stack.
+
+    ``stats`` holds the requested input statistics of every linear in
+    ``linears``, both keyed by the linear's qualified name in the whole model
+    (``model.layers.3.self_attn.q_proj``). The method may change or replace
+    modules inside ``block``; the engine then feeds the changed block's outputs
+    to the next block.
+    """
+
+    index: int
+    layer: LayerParts
+    block: nn.Module
+    linears: dict[str, nn.Linear]
+    stats: dict[str, LinearStats]
+    device: torch.device
+    num_blocks: int
+    _batches: list[_Batch] = field(repr=False)
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        """The block's stored input hidden states, one ``[batch, length, hidden]`` per batch."""
+        return [batch.hidden for batch in self._batches]
+
+    @property
+    def token_masks(self) -> list[Tensor | None]:
+        """Per batch, the ``[batch, length]`` bool mask of real tokens (None: all real)."""
+        return [batch.mask for batch in self._batches]
+
+    def forward(self, inputs: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """Run the block as it is now on the stored inputs (or ``inputs``), without gradients.
+
+        Output-error searches (AWQ's scale search, for one) call this after
+        trying a change to compare the block's outputs with the originals.
+        """
+        if inputs is not None and len(inputs) != len(self._batches):
+            raise SlimformerError(
+                f"ctx.forward got {len(inputs)} input batches, the block has {len(self._batches)}",
+                "pass one tensor per batch of ctx.inputs, in the same order",
+            )
+        hidden = list(inputs) if inputs is not None else [None] * len(self._batches)
+        with torch.no_grad():
+            return [
+                batch.run(self.block, h) for batch, h in zip(self._batches, hidden, strict=True)
+            ]
+
+
+def run_sequential(
+    slim: SlimModel | nn.Module,
+    calibration: Calibration,
+    process_block: Callable[[BlockContext], None],
+    *,
+    collect: Collect = Collect(),  # noqa: B008 - a frozen dataclass, safe as a default
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    progress: bool = True,
+) -> None:
+    """Walk the model's blocks in order, calling ``process_block`` on each with its statistics.
+
+    ``calibration`` is a LongTensor ``[n, length]`` of token ids (attention mask
+    of ones), or ids and a ``[n, length]`` attention mask as a pair or as a
+    mapping with ``input_ids`` and ``attention_mask`` (a tokenizer's output).
+    Each block is moved to ``device`` while it is worked on and then moved back;
+    the stored activations live on ``device``.
+    """
+    ids, mask = _split_calibration(calibration)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SlimformerError(f"batch_size is {batch_size!r}", "set batch_size to an integer >= 1")
+    model = slim.model if isinstance(slim, SlimModel) else slim
+    adapter = slim.adapter if isinstance(slim, SlimModel) else get_adapter(model)
+    stack = _layer_stack(adapter)
+    device = torch.device(device)
+    with _eval_mode(model):
+        batches = _capture_inputs(model, stack, ids, mask, device, batch_size)
+        names = {id(module): name for name, module in model.named_modules()}
+        for index in tqdm(range(len(stack)), desc="calibrate", unit="block", disable=not progress):
+            _calibrate_block(adapter, stack, index, names, batches, process_block, collect, device)
+            _release(device)
+    del batches
+    _release(device)
+    if isinstance(slim, SlimModel):
+        slim.refresh_adapter()  # process_block may have replaced modules
+
+
+# -- validation ---------------------------------------------------------------------
+
+
+def _split_calibration(calibration: Calibration) -> tuple[Tensor, Tensor]:
+    """Token ids and a mask of the same shape; shapes checked here so errors name the input."""
+    if isinstance(calibration, Mapping):
+        ids, mask = calibration.get("input_ids"), calibration.get("attention_mask")
+    elif isinstance(calibration, Tensor):
+        ids, mask = calibration, None
+    else:
+        ids, mask = [*calibration, None, None][:2]
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.numel() == 0:
+        shape = tuple(ids.shape) if isinstance(ids, Tensor) else type(ids).__name__
+        raise SlimformerError(
+            f"calibration must be a non-empty [n, length] tensor of token ids, got {shape}",
+            "pass calibration_windows(tokenizer, ...) or token ids shaped [n, length]",
+        )
+    if mask is None:
+        return ids, torch.ones_like(ids)
+    if not isinstance(mask, Tensor) or mask.shape != ids.shape:
+        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise SlimformerError(
+            f"calibration attention mask has shape {shape}, the ids {tuple(ids.shape)}",
+            "pass an attention mask with one 0/1 entry per token id",
+        )
+    return ids, mask
+
+
+def _layer_stack(adapter: Adapter) -> nn.ModuleList:
+    stack = adapter.layer_stack()
+    if stack is None or len(stack) == 0:
+        raise SlimformerError(
+            f"this method needs a model with a stack of layers, and none was found in "
+            f"{type(adapter.model).__name__}",
+            "use a transformer whose blocks sit in an nn.ModuleList, or a family slimformer "
+            "has an adapter for",
+        )
+    return stack
+
+
+# -- step 1: the first block's inputs ------------------------------------------------
+
+
+def _capture_inputs(
+    model: nn.Module,
+    stack: nn.ModuleList,
+    ids: Tensor,
+    mask: Tensor,
+    device: torch.device,
+    batch_size: int,
+) -> list[_Batch]:
+    """Run the model up to its first block on every batch and record what the block receives."""
+    batches: list[_Batch] = []
+    shared: dict[tuple, Tensor] = {}
+    current: dict[str, Tensor | None] = {}
+
+    def grab(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        batches.append(_record_call(args, kwargs, current["mask"], device, shared))
+        raise _StopForward
+
+    handle = stack[0].register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad(), _outside_on(model, stack, device):
+            for start in range(0, ids.shape[0], batch_size):
+                batch_ids = ids[start : start + batch_size].to(device)
+                batch_mask = mask[start : start + batch_size].to(device)
+                current["mask"] = None if bool(batch_mask.all()) else batch_mask.bool()
+                _run_until_stopped(model, batch_ids, batch_mask)
+    finally:
+        handle.remove()
+    return batches
+
+
+def _run_until_stopped(model: nn.Module, ids: Tensor, mask: Tensor) -> None:
+    try:
+        if _takes(model, "input_ids"):
+            model(**_model_inputs(model, ids, mask))
+        else:
+            model(ids)
+    except _StopForward:
+        return
+    raise SlimformerError(
+        f"{type(model).__name__}'s forward never called the first block of its layer stack",
+        "calibration needs a model whose forward runs its stack of layers in order",
+    )
+
+
+def _model_inputs(model: nn.Module, ids: Tensor, mask: Tensor) -> dict[str, Any]:
+    """input_ids, plus the mask and use_cache=False where the forward accepts them."""
+    inputs: dict[str, Any] = {"input_ids": ids}
+    if _takes(model, "attention_mask"):
+        inputs["attention_mask"] = mask
+    if _takes(model, "use_cache"):
+        inputs["use_cache"] = False
+    return inputs
+
+
+def _takes(model: nn.Module, name: str) -> bool:
+    params = inspect.signature(model.forward).parameters
+    return name in params or (
+        name == "use_cache" and any(p.kind is p.VAR_KEYWORD for p in params.values())
+    )
+
+
+def _record_call(
+    args: tuple,
+    kwargs: dict[str, Any],
+    mask: Tensor | None,
+    device: torch.device,
+    shared: dict[tuple, Tensor],
+) -> _Batch:
+    """Split a block call into its hidden states and the rest, moved to ``device``."""
+    if args:
+        hidden, key, rest = args[0], None, args[1:]
+    else:
+        key = "hidden_states" if "hidden_states" in kwargs else _first_tensor_key(kwargs)
+        hidden, rest = kwargs[key], ()
+    others = {k: _drop_cache(v) for k, v in kwargs.items() if k != key}
+    return _Batch(
+        hidden=hidden.detach().to(device),
+        args=_to_device(rest, device, shared),
+        kwargs=_to_device(others, device, shared),
+        key=key,
+        mask=mask,
+    )
+
+
+def _first_tensor_key(kwargs: dict[str, Any]) -> str:
+    for key, value in kwargs.items():
+        if isinstance(value, Tensor):
+            return key
+    raise SlimformerError(
+        "the first block of the layer stack was called without hidden states",
+        "calibration needs blocks that take the hidden states as a tensor argument",
+    )
+
+
+def _drop_cache(value: Any) -> Any:
+    """A KV cache would grow on every replay of the block; the engine never needs one."""
+    return None if type(value).__name__.endswith("Cache") else value
+
+
+def _to_device(value: Any, device: torch.device, shared: dict[tuple, Tensor]) -> Any:
+    """Move tensors in nested tuples/lists/dicts; equal tensors across batches share storage.
+
+    Rotary cos/sin and position ids are the same for every batch of one length,
+    so only one copy of each is kept (compared with the last tensor of the same
+    shape and dtype, which keeps this linear in the number of batches).
+    """
+    if isinstance(value, Tensor):
+        moved = value.detach().to(device)
+        key = (tuple(moved.shape), moved.dtype)
+        previous = shared.get(key)
+        if previous is not None and torch.equal(previous, moved):
+            return previous
+        shared[key] = moved
+        return moved
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device, shared) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device, shared) for k, v in value.items()}
+    return value
+
+
+@contextmanager
+def _outside_on(model: nn.Module, stack: nn.ModuleList, device: torch.device) -> Iterator[None]:
+    """Put every weight outside the stack (embeddings, rotary tables, ...) on ``device`` for now.
+
+    Tensors move in place (``.data``), as ``Module.to`` does, so tied weights
+    stay tied; the stack itself stays where it is, so only its blocks ever
+    need to fit on the device, one at a time.
+    """
+    inside = {id(t) for t in chain(stack.parameters(), stack.buffers())}
+    outside = [t for t in chain(model.parameters(), model.buffers()) if id(t) not in inside]
+    homes = [t.device for t in outside]
+    for tensor in outside:
+        tensor.data = tensor.data.to(device)
+    try:
+        yield
+    finally:
+        for tensor, home in zip(outside, homes, strict=True):
+            tensor.data = tensor.data.to(home)
+
+
+# -- step 2: one block -------------------------------------------------------------------
+
+
+def _calibrate_block(
+    adapter: Adapter,
+    stack: nn.ModuleList,
+    index: int,
+    names: dict[int, str],
+    batches: list[_Batch],
+    process_block: Callable[[BlockContext], None],
+    collect: Collect,
+    device: torch.device,
+) -> None:
+    """Statistics, the method's change, then the changed block's outputs as the next inputs."""
+    block = stack[index]
+    home = _device_of(block)
+    block.to(device)
+    try:
+        linears = _linears_in(block, names)
+        ctx = BlockContext(
+            index=index,
+            layer=_layer_parts(adapter, index, block),
+            block=block,
+            linears=linears,
+            stats=_gather_stats(block, linears, batches, collect, device),
+            device=device,
+            num_blocks=len(stack),
+            _batches=batches,
+        )
+        process_block(ctx)
+        del ctx, linears  # modules the method replaced can be freed before the next pass
+        _propagate(stack[index], batches)
+    finally:
+        if home is not None:
+            stack[index].to(home)
+
+
+def _linears_in(block: nn.Module, names: dict[int, str]) -> dict[str, nn.Linear]:
+    prefix = names[id(block)]
+    return {
+        f"{prefix}.{name}": module
+        for name, module in block.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+
+
+def _layer_parts(adapter: Adapter, index: int, block: nn.Module) -> LayerParts:
+    """The adapter's parts for this block, re-read so earlier blocks' changes are seen."""
+    layers = adapter.layers()
+    return layers[index] if index < len(layers) else LayerParts(index=index, module=block)
+
+
+def _gather_stats(
+    block: nn.Module,
+    linears: dict[str, nn.Linear],
+    batches: list[_Batch],
+    collect: Collect,
+    device: torch.device,
+) -> dict[str, LinearStats]:
+    """Run the unchanged block over every batch with hooks on its linears."""
+    recorder = StatsRecorder(linears, collect, device)
+    if not collect.any:
+        return recorder.stats
+    with torch.no_grad(), recorder:
+        for batch in batches:
+            recorder.token_mask = batch.mask
+            batch.run(block)
+    return recorder.stats
+
+
+def _propagate(block: nn.Module, batches: list[_Batch]) -> None:
+    """Replace each batch's inputs by the block's outputs, batch by batch.
+
+    Each input is dropped as soon as its output exists, so the peak is one set
+    of activations plus one batch, never two full sets.
+    """
+    with torch.no_grad():
+        for batch in batches:
+            batch.hidden = batch.run(block)
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    first = next(chain(module.parameters(), module.buffers()), None)
+    return None if first is None else first.device
+
+
+def _release(device: torch.device) -> None:
+    """Return freed blocks of an accelerator's caching allocator; CPU memory frees itself."""
+    if device.type == "cpu":
+        return
+    empty_cache = getattr(getattr(torch, device.type, None), "empty_cache", None)
+    if callable(empty_cache):
+        empty_cache()
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Dropout off while calibrating; each module's own train/eval flag restored after."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -1,0 +1,181 @@
+"""Per-linear input statistics that the calibration engine gathers block by block.
+
+Every data-aware method reads the same few numbers about what flows INTO a
+linear layer: GPTQ and SparseGPT the second moment X^T X, AWQ the mean |x| per
+channel, SmoothQuant the max |x|, Wanda the per-channel sum of x². They are
+collected by forward pre-hooks on the block's ``nn.Linear`` modules, over the
+real tokens only (padding, where the attention mask is 0, is left out), and
+kept as raw sums with a token count so that a statistic can be normalised one
+consistent way however many batches fed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from slimformer.errors import SlimformerError
+
+
+@dataclass(frozen=True)
+class Collect:
+    """Which statistics of each linear's input to gather (all off costs one forward less).
+
+    ``dtype`` is the accumulation precision: float32 by default, as the GPTQ
+    reference does (fast on accelerators, and sums over a few hundred thousand
+    tokens stay well within float32's precision for a Hessian that is damped
+    anyway); pass ``torch.float64`` for very long calibration sets or when
+    comparing against exact references.
+    """
+
+    xtx: bool = False
+    abs_mean: bool = False
+    abs_max: bool = False
+    sq_norm: bool = False
+    keep_inputs: bool = False
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def any(self) -> bool:
+        """Whether anything is requested; if not, the engine skips the statistics pass."""
+        return self.xtx or self.abs_mean or self.abs_max or self.sq_norm or self.keep_inputs
+
+
+@dataclass
+class LinearStats:
+    """Raw sums over the real tokens that reached one linear's input.
+
+    A field is None when its statistic was not requested. Sums are kept raw
+    (not averaged) so the normalisation lives in one place: :meth:`hessian`,
+    :attr:`abs_mean`, :meth:`l2_norm`.
+    """
+
+    name: str
+    in_features: int
+    tokens: int = 0
+    #: Σ x xᵀ over tokens, ``[in, in]``.
+    xtx: Tensor | None = None
+    #: Σ |x| per input channel, ``[in]``.
+    abs_sum: Tensor | None = None
+    #: max |x| per input channel, ``[in]``.
+    abs_max: Tensor | None = None
+    #: Σ x² per input channel, ``[in]`` (equals the diagonal of ``xtx``).
+    sq_norm: Tensor | None = None
+    #: The raw inputs, one ``[tokens_in_batch, in]`` tensor per batch, in the model's dtype.
+    inputs: list[Tensor] | None = None
+    #: The precision the sums accumulate in (``Collect.dtype``).
+    dtype: torch.dtype = torch.float32
+
+    @classmethod
+    def empty(
+        cls, name: str, in_features: int, collect: Collect, device: torch.device
+    ) -> LinearStats:
+        """Zeroed accumulators for what ``collect`` asks, so unused linears read as zero tokens."""
+
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(*shape, dtype=collect.dtype, device=device)
+
+        return cls(
+            name=name,
+            in_features=in_features,
+            xtx=zeros(in_features, in_features) if collect.xtx else None,
+            abs_sum=zeros(in_features) if collect.abs_mean else None,
+            abs_max=zeros(in_features) if collect.abs_max else None,
+            sq_norm=zeros(in_features) if collect.sq_norm else None,
+            inputs=[] if collect.keep_inputs else None,
+            dtype=collect.dtype,
+        )
+
+    def update(self, x: Tensor) -> None:
+        """Add a ``[tokens, in]`` batch of inputs to every requested accumulator."""
+        if x.shape[0] == 0:
+            return
+        self.tokens += x.shape[0]
+        if self.inputs is not None:
+            self.inputs.append(x.detach().clone())
+        x = x.detach().to(self.dtype)
+        if self.xtx is not None:
+            self.xtx.addmm_(x.T, x)
+        if self.abs_sum is not None:
+            self.abs_sum.add_(x.abs().sum(0))
+        if self.abs_max is not None:
+            torch.maximum(self.abs_max, x.abs().amax(0), out=self.abs_max)
+        if self.sq_norm is not None:
+            self.sq_norm.add_(x.square().sum(0))
+
+    def hessian(self) -> Tensor:
+        """GPTQ's H = 2/n Σ x xᵀ over the n real tokens (zeros if no token arrived)."""
+        return 2.0 * self._require("xtx", self.xtx) / max(self.tokens, 1)
+
+    @property
+    def abs_mean(self) -> Tensor:
+        """Mean |x| per input channel, AWQ's activation scale."""
+        return self._require("abs_mean", self.abs_sum) / max(self.tokens, 1)
+
+    def l2_norm(self) -> Tensor:
+        """‖x_j‖₂ per input channel over all tokens, Wanda's activation norm."""
+        return self._require("sq_norm", self.sq_norm).sqrt()
+
+    def _require(self, option: str, value: Tensor | None) -> Tensor:
+        """A statistic read without having been collected is a method bug worth naming."""
+        if value is None:
+            raise SlimformerError(
+                f"the {option} statistic of {self.name} was not collected",
+                f"pass collect=Collect({option}=True) to run_sequential",
+            )
+        return value
+
+
+@dataclass
+class StatsRecorder:
+    """Hooks every given linear and feeds its input, padding removed, to its LinearStats.
+
+    ``token_mask`` is set by the engine before each batch: a ``[batch, length]``
+    bool tensor (None when every token is real). Inputs whose leading shape is
+    not ``[batch, length]`` are counted whole.
+    """
+
+    linears: dict[str, nn.Linear]
+    collect: Collect
+    device: torch.device
+    token_mask: Tensor | None = None
+    stats: dict[str, LinearStats] = field(init=False)
+    _handles: list[Any] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stats = {
+            name: LinearStats.empty(name, linear.in_features, self.collect, self.device)
+            for name, linear in self.linears.items()
+        }
+
+    def __enter__(self) -> StatsRecorder:
+        for name, linear in self.linears.items():
+            self._handles.append(
+                linear.register_forward_pre_hook(self._hook(name), with_kwargs=True)
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str):
+        stats = self.stats[name]
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = args[0] if args else next(iter(kwargs.values()))
+            stats.update(self._real_tokens(x))
+
+        return hook
+
+    def _real_tokens(self, x: Tensor) -> Tensor:
+        """Flatten to ``[tokens, in]`` and drop padded positions."""
+        rows = x.reshape(-1, x.shape[-1])
+        mask = self.token_mask
+        if mask is None or tuple(x.shape[:-1]) != tuple(mask.shape):
+            return rows
+        return rows[mask.reshape(-1)]

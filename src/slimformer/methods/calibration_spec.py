@@ -1,0 +1,57 @@
+"""Calibration settings shared by every method that learns from data.
+
+A recipe carries them inside the stage (``calibration: {dataset: wiki,
+samples: 64, length: 512}``) so the recipe alone reproduces the result;
+Python callers may instead pass token windows or a dataset to the verb
+(``quantize_(model, GPTQ(), calibration=windows)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, PositiveInt
+
+from slimformer.errors import SlimformerError
+from slimformer.model import SlimModel
+
+
+class CalibrationSpec(BaseModel):
+    """Which text, and how many windows of how many tokens, drawn with which seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = "wiki"
+    split: str = "train"
+    samples: PositiveInt = 64
+    length: PositiveInt = 512
+    seed: int = 0
+
+
+def calibration_tokens(slim: SlimModel, spec: CalibrationSpec, given: Any = None) -> torch.Tensor:
+    """Token windows [samples, length]: ``given`` (windows or a dataset) wins over ``spec``."""
+    from slimformer.data import calibration_windows
+
+    if isinstance(given, torch.Tensor):
+        if given.dim() != 2 or given.numel() == 0:
+            raise SlimformerError(
+                f"calibration windows must be a non-empty [samples, length] tensor, "
+                f"got shape {tuple(given.shape)}",
+                "pass slimformer.calibration_windows(tokenizer, ...)",
+            )
+        return given
+    if slim.tokenizer is None:
+        raise SlimformerError(
+            f"{slim.name} has no tokenizer to cut calibration text with",
+            "pass calibration=<token windows> or load a model folder that has a tokenizer",
+        )
+    dataset = given if given is not None else spec.dataset
+    return calibration_windows(
+        slim.tokenizer,
+        dataset,
+        split=spec.split,
+        n=spec.samples,
+        length=spec.length,
+        seed=spec.seed,
+    )

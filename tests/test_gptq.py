@@ -1,0 +1,155 @@
+"""The GPTQ solver on single layers: lower output error than RTN, robust to bad Hessians."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimformer.errors import SlimformerError
+from slimformer.methods.quantization.gptq_solver import gptq_quantize
+from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
+
+
+def _layer(out_features=48, in_features=128, tokens=2048, seed=0):
+    """A weight and correlated inputs with a few outlier channels, like real activations."""
+    gen = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(in_features, in_features, generator=gen) / in_features**0.5
+    x = torch.randn(tokens, in_features, generator=gen) @ mixing
+    x[:, :4] *= 8.0
+    weight = torch.randn(out_features, in_features, generator=gen) * 0.05
+    return weight, x
+
+
+def _output_error(x, weight, approx):
+    return ((x @ weight.T - x @ approx.T) ** 2).mean().item()
+
+
+@pytest.mark.parametrize(
+    ("bits", "group_size", "act_order"),
+    [(4, 32, False), (4, 32, True), (3, 64, False), (4, 0, False), (8, 64, True)],
+)
+def test_gptq_beats_rtn_on_layer_output_error(bits, group_size, act_order):
+    weight, x = _layer()
+    scheme = QuantScheme(bits, group_size)
+    hessian = x.T @ x / x.shape[0]
+    gptq = gptq_quantize(weight, hessian, scheme, act_order=act_order).weight
+    rtn = quantize_weight(weight, scheme)
+    assert gptq.codes.shape == weight.shape and gptq.codes.dtype == torch.uint8
+    assert int(gptq.codes.max()) <= 2**bits - 1
+    assert gptq.zeros.dtype == torch.uint8
+    assert _output_error(x, weight, gptq.dequantize()) < _output_error(x, weight, rtn.dequantize())
+
+
+@pytest.mark.parametrize("group_size", [32, 0])
+def test_act_order_with_a_diagonal_hessian_is_exactly_rtn(group_size):
+    """No correlation, no error to move: GPTQ reduces to RTN, in the layer's own layout.
+
+    The diagonal is random, so activation order really permutes the columns; any
+    slip in un-permuting codes or in the static group parameters would show.
+    """
+    weight, _ = _layer()
+    diagonal = torch.rand(weight.shape[1], generator=torch.Generator().manual_seed(1)) + 0.5
+    scheme = QuantScheme(4, group_size)
+    gptq = gptq_quantize(weight, torch.diag(diagonal), scheme, act_order=True).weight
+    rtn = quantize_weight(weight, scheme)
+    assert torch.equal(gptq.codes, rtn.codes)
+    assert torch.equal(gptq.scales, rtn.scales) and torch.equal(gptq.zeros, rtn.zeros)
+
+
+def test_dead_input_channels_are_handled():
+    weight, x = _layer()
+    x[:, 10:20] = 0.0  # channels never active: zero rows and columns in H
+    hessian = x.T @ x / x.shape[0]
+    result = gptq_quantize(weight, hessian, QuantScheme(4, 32))
+    assert torch.isfinite(result.weight.dequantize()).all()
+
+
+def test_rank_deficient_hessian_gets_more_dampening():
+    weight, x = _layer(tokens=16)  # 16 tokens: H has rank 16 of 128
+    hessian = x.T @ x / x.shape[0]
+    result = gptq_quantize(weight, hessian, QuantScheme(4, 32), damp=1e-9)
+    assert result.damp > 1e-9
+    assert torch.isfinite(result.weight.dequantize()).all()
+
+
+def test_nan_hessian_is_a_clear_error_naming_the_layer():
+    weight, x = _layer()
+    hessian = x.T @ x
+    hessian[3, 3] = float("nan")
+    with pytest.raises(SlimformerError, match=r"model\.layers\.0\.mlp\.up_proj"):
+        gptq_quantize(weight, hessian, QuantScheme(4, 32), name="model.layers.0.mlp.up_proj")
+
+
+def test_group_size_that_does_not_divide_is_refused():
+    weight, x = _layer(in_features=96)
+    with pytest.raises(SlimformerError, match="96"):
+        gptq_quantize(weight, x.T @ x, QuantScheme(4, 64))
+
+
+# -- the method, through the engine -----------------------------------------------
+
+
+def _logits_error(model, reference, ids):
+    with torch.no_grad():
+        return (model(input_ids=ids).logits - reference).pow(2).mean().item()
+
+
+def test_gptq_method_beats_rtn_on_a_whole_model(tiny_llama_dir, minilm_tokenizer):
+    import slimformer
+    from slimformer.methods.quantization.gptq import GPTQ
+    from slimformer.methods.quantization.rtn import RTN
+
+    calib = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=8, length=64)
+    ids = slimformer.calibration_windows(minilm_tokenizer, "wiki", split="test", n=2, length=64)
+    errors = {}
+    for name, config in {
+        "gptq": GPTQ(bits=3, group_size=32),
+        "rtn": RTN(bits=3, group_size=32),
+    }.items():
+        slim = slimformer.load(tiny_llama_dir, runtime="eager")
+        with torch.no_grad():
+            reference = slim.model(input_ids=ids).logits
+        slimformer.quantize_(slim, config, calibration=calib, progress=False)
+        errors[name] = _logits_error(slim.model, reference, ids)
+    assert errors["gptq"] < errors["rtn"]
+
+
+def test_gptq_recipe_runs_through_compress(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path):
+    import json
+
+    import slimformer
+    from slimformer.pipeline import MeasureOptions
+
+    recipe = {
+        "stages": [
+            {
+                "method": "gptq",
+                "bits": 4,
+                "group_size": 32,
+                "calibration": {"dataset": str(tiny_cls_jsonl), "samples": 4, "length": 16},
+            }
+        ]
+    }
+    report = slimformer.compress(
+        tiny_bert_cls_dir,
+        recipe,
+        tmp_path / "out",
+        eval=tiny_cls_jsonl,
+        measure=MeasureOptions(enabled=False),
+        runtime="eager",
+        progress=False,
+    )
+    assert report["comparison"]["quality"]["metric"] == "accuracy"
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())["slimformer"]
+    assert saved["quant_method"] == "weight_only_linear"
+    assert saved["methods"][0]["calibration"]["samples"] == 4
+
+
+def test_impossible_group_size_leaves_the_model_untouched(tiny_llama_dir, minilm_tokenizer):
+    import slimformer
+    from slimformer.methods.quantization.gptq import GPTQ
+
+    slim = slimformer.load(tiny_llama_dir, runtime="eager")
+    with pytest.raises(SlimformerError, match="group"):
+        slimformer.quantize_(slim, GPTQ(group_size=48), calibration=torch.ones(2, 8).long())
+    assert not any("WeightOnly" in type(m).__name__ for m in slim.model.modules())
