@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimformer.arch.base import PARTS, Adapter, AttentionParts, LayerParts, MLPParts
+from slimformer.arch.base import (
+    PARTS,
+    Adapter,
+    AttentionParts,
+    LayerParts,
+    MLPParts,
+    ScaleGroup,
+)
 from slimformer.arch.bert import BertAdapter
 from slimformer.arch.llama import LlamaAdapter
 
@@ -37,6 +44,7 @@ __all__ = [
     "LayerParts",
     "LlamaAdapter",
     "MLPParts",
+    "ScaleGroup",
     "get_adapter",
     "register_adapter",
 ]

@@ -51,6 +51,23 @@ class LayerParts:
     norms: dict[str, nn.Module] = field(default_factory=dict)
 
 
+@dataclass
+class ScaleGroup:
+    """Linears that read the same input, and the module that produced it.
+
+    Activation-aware methods (AWQ, SmoothQuant) multiply the consumers' input
+    columns by a per-channel scale and divide the producer's output by it,
+    which leaves the model's function unchanged. ``producer`` is None where
+    that output is used elsewhere too (a post-norm residual, an activation
+    function in between): the scale must then be applied to the input
+    explicitly.
+    """
+
+    name: str
+    producer: nn.Module | None
+    consumers: list[nn.Module]
+
+
 class Adapter:
     """Names the parts of one model; subclasses know one family each.
 
@@ -122,6 +139,10 @@ class Adapter:
             if _contains(layer.module, module):
                 return layer.index
         return None
+
+    def scale_groups(self, layer: LayerParts) -> list[ScaleGroup]:
+        """Groups of linears sharing an input inside ``layer``; none for the generic model."""
+        return []
 
     def describe(self) -> dict:
         """A summary for reports: family, layer count, head geometry."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts
+from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts, ScaleGroup
 
 
 class BertAdapter(Adapter):
@@ -68,6 +68,16 @@ class BertAdapter(Adapter):
 
     def head(self) -> nn.Module | None:
         return getattr(self.model, "classifier", None) or getattr(self.model, "cls", None)
+
+    def scale_groups(self, layer: LayerParts) -> list[ScaleGroup]:
+        """Post-norm blocks: norm outputs are also the residual, so only v -> o folds."""
+        att, mlp = layer.attention, layer.mlp
+        return [
+            ScaleGroup("attention_in", None, [att.q, att.k, att.v]),
+            ScaleGroup("attention_out", att.v, [att.o]),
+            ScaleGroup("mlp_in", None, [mlp.up]),
+            ScaleGroup("mlp_out", None, [mlp.down]),
+        ]
 
     def part_of(self, name: str) -> str:
         if ".pooler." in f".{name}.":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts
+from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts, ScaleGroup
 
 _FAMILY_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -63,3 +63,14 @@ class LlamaAdapter(Adapter):
 
     def head(self) -> nn.Module | None:
         return getattr(self.model, "lm_head", None) or getattr(self.model, "score", None)
+
+    def scale_groups(self, layer: LayerParts) -> list[ScaleGroup]:
+        """Pre-norm blocks: both norms fold; v folds into o unless heads are grouped."""
+        att, mlp = layer.attention, layer.mlp
+        v_folds = att.num_kv_heads == att.num_heads
+        return [
+            ScaleGroup("attention_in", layer.norms["attention_norm"], [att.q, att.k, att.v]),
+            ScaleGroup("attention_out", att.v if v_folds else None, [att.o]),
+            ScaleGroup("mlp_in", layer.norms["mlp_norm"], [mlp.gate, mlp.up]),
+            ScaleGroup("mlp_out", mlp.up, [mlp.down]),
+        ]

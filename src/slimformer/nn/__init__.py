@@ -1,5 +1,6 @@
 """Compressed modules; each owns its save format through the kind registry."""
 
+from slimformer.nn.input_scaled import InputScaled
 from slimformer.nn.int8_linear import Int8DynamicLinear
 from slimformer.nn.quantized_linear import WeightOnlyLinear
 from slimformer.nn.registry import (
@@ -10,6 +11,7 @@ from slimformer.nn.registry import (
 )
 
 __all__ = [
+    "InputScaled",
     "Int8DynamicLinear",
     "WeightOnlyLinear",
     "compressed_modules",
