@@ -21,6 +21,8 @@ def _scale_everything(slim, seed=0):
     gen = torch.Generator().manual_seed(seed)
     for layer in slim.adapter.layers():
         for group in slim.adapter.scale_groups(layer):
+            if not all(c.weight.is_floating_point() for c in group.consumers):
+                continue  # compressed consumers keep their codes
             features = group.consumers[0].weight.shape[1]
             apply_input_scale(slim.model, group, torch.rand(features, generator=gen) * 3 + 0.2)
         slim.refresh_adapter()
@@ -57,3 +59,23 @@ def test_explicitly_scaled_then_quantized_model_reloads(tiny_bert_cls_dir, tmp_p
     slimformer.save(slim, tmp_path / "scaled")
     again = slimformer.load(tmp_path / "scaled", runtime="eager")
     assert torch.equal(_outputs(again, ids), expected)
+
+
+def test_compressed_or_wrapped_producers(tiny_llama_dir):
+    """A wrapped producer passes the scale inward; a compressed one makes it explicit."""
+    from torch import nn
+
+    from slimformer.methods.quantization.folding import absorber
+    from slimformer.nn import Int8DynamicLinear
+
+    linear = nn.Linear(8, 8)
+    assert absorber(InputScaled(linear, torch.ones(8))) is linear
+    assert absorber(Int8DynamicLinear.from_linear(linear)) is None
+    assert absorber(nn.LayerNorm(8)) is not None and absorber(None) is None
+    slim = slimformer.load(tiny_llama_dir, runtime="eager")
+    slimformer.quantize_(slim, slimformer.Int8Dynamic(include=["*.mlp.up_proj"]), progress=False)
+    ids = torch.randint(1000, 2000, (2, 12), generator=torch.Generator().manual_seed(5))
+    before = _outputs(slim, ids)
+    _scale_everything(slim)  # up_proj is int8 now: the mlp_out scale must go explicit
+    assert torch.allclose(_outputs(slim, ids), before, atol=1e-4, rtol=1e-4)
+    assert isinstance(slim.model.model.layers[0].mlp.down_proj, InputScaled)

@@ -153,3 +153,18 @@ def test_impossible_group_size_leaves_the_model_untouched(tiny_llama_dir, minilm
     with pytest.raises(SlimformerError, match="group"):
         slimformer.quantize_(slim, GPTQ(group_size=48), calibration=torch.ones(2, 8).long())
     assert not any("WeightOnly" in type(m).__name__ for m in slim.model.modules())
+
+
+def test_selected_layers_outside_the_blocks_are_rounded_not_left_float(
+    tiny_bert_cls_dir, minilm_tokenizer
+):
+    import slimformer
+    from slimformer.methods.quantization.gptq import GPTQ
+    from slimformer.nn import WeightOnlyLinear
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    calib = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=2, length=16)
+    config = GPTQ(bits=8, group_size=32, parts=["attention", "mlp", "head"])
+    slimformer.quantize_(slim, config, calibration=calib, progress=False)
+    assert isinstance(slim.model.classifier, WeightOnlyLinear)
+    assert isinstance(slim.model.bert.pooler.dense, WeightOnlyLinear)

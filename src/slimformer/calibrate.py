@@ -98,22 +98,26 @@ class BlockContext:
         """Per batch, the ``[batch, length]`` bool mask of real tokens (None: all real)."""
         return [batch.mask for batch in self._batches]
 
-    def forward(self, inputs: Sequence[Tensor] | None = None) -> list[Tensor]:
+    def forward(
+        self, inputs: Sequence[Tensor] | None = None, batches: Sequence[int] | None = None
+    ) -> list[Tensor]:
         """Run the block as it is now on the stored inputs (or ``inputs``), without gradients.
 
         Output-error searches (AWQ's scale search, for one) call this after
         trying a change to compare the block's outputs with the originals.
+        ``batches`` picks stored batches by index (default: all), so a search
+        that tries many changes can bound its cost to a few; ``inputs`` then
+        holds one tensor per picked batch.
         """
-        if inputs is not None and len(inputs) != len(self._batches):
+        chosen = self._batches if batches is None else [self._batches[i] for i in batches]
+        if inputs is not None and len(inputs) != len(chosen):
             raise SlimformerError(
-                f"ctx.forward got {len(inputs)} input batches, the block has {len(self._batches)}",
-                "pass one tensor per batch of ctx.inputs, in the same order",
+                f"ctx.forward got {len(inputs)} input batches, it runs {len(chosen)}",
+                "pass one tensor per batch of ctx.inputs (or of the picked batches), in order",
             )
-        hidden = list(inputs) if inputs is not None else [None] * len(self._batches)
+        hidden = list(inputs) if inputs is not None else [None] * len(chosen)
         with torch.no_grad():
-            return [
-                batch.run(self.block, h) for batch, h in zip(self._batches, hidden, strict=True)
-            ]
+            return [batch.run(self.block, h) for batch, h in zip(chosen, hidden, strict=True)]
 
 
 def run_sequential(

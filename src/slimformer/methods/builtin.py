@@ -1,8 +1,11 @@
 """Imports every built-in method so each registers itself once."""
 
 from slimformer.methods.quantization import (
+    awq,  # noqa: F401
     gptq,  # noqa: F401
     int8_dynamic,  # noqa: F401
+    mixed_precision,  # noqa: F401
     rtn,  # noqa: F401
+    smoothquant,  # noqa: F401 - imports (so registers) w8a8 too
 )
 from slimformer.training import finetune_stage  # noqa: F401

@@ -2,6 +2,7 @@
 
 from slimformer.nn.input_scaled import InputScaled
 from slimformer.nn.int8_linear import Int8DynamicLinear
+from slimformer.nn.int8_static import Int8StaticLinear
 from slimformer.nn.quantized_linear import WeightOnlyLinear
 from slimformer.nn.registry import (
     compressed_modules,
@@ -13,6 +14,7 @@ from slimformer.nn.registry import (
 __all__ = [
     "InputScaled",
     "Int8DynamicLinear",
+    "Int8StaticLinear",
     "WeightOnlyLinear",
     "compressed_modules",
     "module_class",

@@ -70,3 +70,10 @@ class InputScaled(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x * self.scale.to(x.dtype))
+
+
+def innermost(module: nn.Module) -> nn.Module:
+    """The module a chain of ``InputScaled`` wrappers holds (itself if unwrapped)."""
+    while isinstance(module, InputScaled):
+        module = module.inner
+    return module

@@ -29,6 +29,7 @@ from torch import nn
 from slimformer.methods.quantization.grid import QuantizedWeight, QuantScheme
 from slimformer.nn.packing import pack, packed_width, unpack
 from slimformer.nn.registry import register_module
+from slimformer.nn.weight_only_kernels import MAX_KERNEL_ROWS, Kernel, build_kernel
 
 
 @register_module
@@ -59,6 +60,8 @@ class WeightOnlyLinear(nn.Module):
         zeros = torch.zeros(out_features, packed_width(n_groups, bits), dtype=torch.uint8)
         self.register_buffer("zeros", None if symmetric else zeros)
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+        #: Use a fused integer kernel for decoding-sized calls where one fits (bf16 math).
+        self.use_kernel = True
 
     @property
     def bits(self) -> int:
@@ -131,9 +134,26 @@ class WeightOnlyLinear(nn.Module):
         return [t for t in (self.dequantized_weight(), self.bias) if t is not None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.dequantized_weight().to(x.dtype)
+        rows = x.numel() // x.shape[-1]
+        kernel = self._kernel() if rows <= MAX_KERNEL_ROWS and x.device.type == "cpu" else None
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, weight, bias)
+        if kernel is not None:
+            out = kernel(x.reshape(rows, x.shape[-1])).to(x.dtype)
+            out = out.reshape(*x.shape[:-1], self.out_features)
+            return out if bias is None else out + bias
+        return F.linear(x, self.dequantized_weight().to(x.dtype), bias)
+
+    def _kernel(self) -> Kernel | None:
+        """The fused CPU kernel for few-row calls, built once from the saved tensors."""
+        if not self.use_kernel:
+            return None
+        if "_fused" not in self.__dict__:
+            self.__dict__["_fused"] = build_kernel(self.quantized_weight())
+        return self.__dict__["_fused"]
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_fused", None)  # device or dtype moves invalidate the kernel form
+        return super()._apply(fn, recurse)
 
     def extra_repr(self) -> str:
         group = self.scheme.group_size or "channel"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from slimformer.methods.apply import apply_method
 from slimformer.methods.base import MethodConfig
+from slimformer.methods.quantization.awq import AWQ
 from slimformer.methods.quantization.int8_dynamic import Int8Dynamic
 from slimformer.methods.quantization.rtn import RTN
+from slimformer.methods.quantization.smoothquant import SmoothQuant
+from slimformer.methods.quantization.w8a8 import W8A8
 
 
 def quantize_(model, config: MethodConfig, **context):
@@ -13,4 +16,4 @@ def quantize_(model, config: MethodConfig, **context):
     return apply_method(model, config, family="quantization", **context)
 
 
-__all__ = ["RTN", "Int8Dynamic", "quantize_"]
+__all__ = ["AWQ", "RTN", "W8A8", "Int8Dynamic", "SmoothQuant", "quantize_"]

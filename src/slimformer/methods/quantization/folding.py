@@ -15,22 +15,49 @@ from torch import nn
 
 from slimformer.arch import ScaleGroup
 from slimformer.nn import replace_module
-from slimformer.nn.input_scaled import InputScaled
+from slimformer.nn.input_scaled import InputScaled, innermost
 
 
 @torch.no_grad()
 def apply_input_scale(model: nn.Module, group: ScaleGroup, scale: torch.Tensor) -> None:
     """Scale ``group``'s consumer columns by ``scale`` and undo it on their input."""
     scale = scale.detach().float()
+    if not all(_float_weight(consumer) for consumer in group.consumers):
+        raise ValueError(f"{group.name}: only float linear consumers can take an input scale")
     for consumer in group.consumers:
         weight = consumer.weight
         weight.mul_(scale.to(weight.dtype)[None, :])
-    if group.producer is None:
+    target = absorber(group.producer)
+    if target is None:
         names = {id(module): name for name, module in model.named_modules()}
         for consumer in group.consumers:
             replace_module(model, names[id(consumer)], InputScaled(consumer, 1.0 / scale))
     else:
-        _divide_output(group.producer, scale)
+        _divide_output(target, scale)
+
+
+def _float_weight(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, torch.Tensor) and weight.is_floating_point()
+
+
+def absorber(producer: nn.Module | None) -> nn.Module | None:
+    """The module that can take ``1/s`` into its output, or None.
+
+    A float ``nn.Linear`` (its rows) or a norm with a 1-D float affine can. An
+    ``InputScaled`` wrapper passes it to its inner module. Anything an earlier
+    stage compressed (integer codes) cannot, and the scale is then applied
+    explicitly instead.
+    """
+    if producer is None:
+        return None
+    producer = innermost(producer)
+    if isinstance(producer, nn.Linear):
+        return producer
+    weight = getattr(producer, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 1 and weight.is_floating_point():
+        return producer
+    return None
 
 
 def _divide_output(producer: nn.Module, scale: torch.Tensor) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
+from slimformer.methods.quantization.rtn import round_unvisited
 from slimformer.methods.quantization.settings import WeightOnlySettings
 from slimformer.model import SlimModel
 from slimformer.nn import replace_module
@@ -66,3 +67,4 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
         device=context.device,
         progress=context.progress,
     )
+    round_unvisited(slim, targets, scheme)

@@ -10,6 +10,8 @@ trades a few clamped outliers for finer steps everywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
@@ -49,3 +51,19 @@ def apply_rtn(slim: SlimModel, config: RTN, context: StageContext) -> None:
     progress = tqdm(layers.items(), desc="rtn", unit="layer", disable=not context.progress)
     for name, linear in progress:
         replace_module(slim.model, name, quantize_linear(linear, scheme, config.mse_clip))
+
+
+def round_unvisited(slim: SlimModel, names: Iterable[str], scheme: QuantScheme) -> list[str]:
+    """Round (RTN) the named layers that are still float ``nn.Linear``; returns their names.
+
+    Calibrated methods compress what the sequential engine visits: the layers
+    inside the stack of blocks. A selected layer outside it (a head, say) gets
+    no calibration statistics, so it is rounded rather than left silently in float.
+    """
+    rounded = []
+    for name in names:
+        module = slim.model.get_submodule(name)
+        if type(module) is nn.Linear:
+            replace_module(slim.model, name, quantize_linear(module, scheme))
+            rounded.append(name)
+    return rounded
