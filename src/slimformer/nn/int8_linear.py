@@ -48,13 +48,16 @@ def int8_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
     return (a.float() @ b_t.float().t()).round().to(torch.int32)
 
 
-@register_module
-class Int8DynamicLinear(nn.Module):
-    """Drop-in replacement for ``nn.Linear`` with W8A8 dynamic quantization."""
+class Int8WeightBase(nn.Module):
+    """int8 weights per output channel, fp32 scales and bias: what W8A8 layers share.
 
-    kind = "int8_dynamic_linear"
-    #: Eager per-token quantization costs more than the int8 product saves;
-    #: a compiled graph fuses it away (see slimformer.runtime).
+    Subclasses decide only how activations get their scale (per token at run
+    time, or one calibrated step); they are separate classes so that no
+    static layer ever passes for a dynamic one.
+    """
+
+    #: Eager quantize/rescale passes cost more than the int8 product saves;
+    #: a compiled graph fuses them away (see slimformer.runtime).
     prefers_compile = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
@@ -65,15 +68,12 @@ class Int8DynamicLinear(nn.Module):
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
 
-    @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Int8DynamicLinear:
-        module = cls(linear.in_features, linear.out_features, linear.bias is not None)
+    def _load_linear(self, linear: nn.Linear) -> None:
         codes, scale = quantize_per_channel(linear.weight)
-        module.weight.copy_(codes)
-        module.weight_scale.copy_(scale)
+        self.weight.copy_(codes)
+        self.weight_scale.copy_(scale)
         if linear.bias is not None:
-            module.bias = linear.bias.detach().float().clone()
-        return module.to(linear.weight.device)
+            self.bias = linear.bias.detach().float().clone()
 
     # -- the CompressedModule protocol --------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class Int8DynamicLinear(nn.Module):
         }
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Int8DynamicLinear:
+    def from_spec(cls, spec: dict[str, Any]):
         return cls(spec["in_features"], spec["out_features"], spec["bias"])
 
     def logical_weights(self) -> list[torch.Tensor]:
@@ -93,15 +93,30 @@ class Int8DynamicLinear(nn.Module):
     def dequantized_weight(self) -> torch.Tensor:
         return self.weight.float() * self.weight_scale[:, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        rows = x.reshape(-1, shape[-1])
-        codes, scale = quantize_per_token(rows.float())
+    def _product(self, x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """int8 product of the activation codes, rescaled, biased, reshaped like ``x``."""
         acc = int8_matmul(codes, self.weight)
         out = acc.float() * (scale * self.weight_scale)
         if self.bias is not None:
             out = out + self.bias
-        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
+@register_module
+class Int8DynamicLinear(Int8WeightBase):
+    """Drop-in replacement for ``nn.Linear`` with W8A8 dynamic quantization."""
+
+    kind = "int8_dynamic_linear"
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8DynamicLinear:
+        module = cls(linear.in_features, linear.out_features, linear.bias is not None)
+        module._load_linear(linear)
+        return module.to(linear.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes, scale = quantize_per_token(x.reshape(-1, x.shape[-1]).float())
+        return self._product(x, codes, scale)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, w8a8 dynamic"

@@ -12,12 +12,10 @@ calibrated range are clamped to ±127 steps.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from slimformer.nn.int8_linear import QMAX, int8_matmul, quantize_per_channel
+from slimformer.nn.int8_linear import QMAX, Int8WeightBase
 from slimformer.nn.registry import register_module
 
 
@@ -37,52 +35,22 @@ def quantize_per_tensor(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 @register_module
-class Int8StaticLinear(nn.Module):
+class Int8StaticLinear(Int8WeightBase):
     """Drop-in replacement for ``nn.Linear`` with W8A8 static (per-tensor) quantization."""
 
     kind = "int8_static_linear"
-    #: Eager quantize/rescale passes cost more than the int8 product saves;
-    #: a compiled graph fuses them away (see slimformer.runtime).
-    prefers_compile = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
-        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
-        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32))
+        super().__init__(in_features, out_features, bias)
         self.register_buffer("input_scale", torch.tensor(1.0, dtype=torch.float32))
-        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, input_scale: torch.Tensor | float) -> Int8StaticLinear:
         """Quantize ``linear``'s weights; ``input_scale`` is the calibrated activation step."""
         module = cls(linear.in_features, linear.out_features, linear.bias is not None)
-        codes, scale = quantize_per_channel(linear.weight)
-        module.weight.copy_(codes)
-        module.weight_scale.copy_(scale)
+        module._load_linear(linear)
         module.input_scale.copy_(torch.as_tensor(input_scale, dtype=torch.float32).reshape(()))
-        if linear.bias is not None:
-            module.bias = linear.bias.detach().float().clone()
         return module.to(linear.weight.device)
-
-    # -- the CompressedModule protocol --------------------------------------------
-    def spec(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "bias": self.bias is not None,
-        }
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Int8StaticLinear:
-        return cls(spec["in_features"], spec["out_features"], spec["bias"])
-
-    def logical_weights(self) -> list[torch.Tensor]:
-        return [t for t in (self.weight, self.bias) if t is not None]
-
-    def dequantized_weight(self) -> torch.Tensor:
-        return self.weight.float() * self.weight_scale[:, None]
 
     @property
     def input_range(self) -> float:
@@ -90,14 +58,8 @@ class Int8StaticLinear(nn.Module):
         return float(self.input_scale) * QMAX
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        rows = x.reshape(-1, shape[-1]).float()
-        codes = quantize_per_tensor(rows, self.input_scale)
-        acc = int8_matmul(codes, self.weight)
-        out = acc.float() * (self.input_scale * self.weight_scale)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        codes = quantize_per_tensor(x.reshape(-1, x.shape[-1]).float(), self.input_scale)
+        return self._product(x, codes, self.input_scale)
 
     def extra_repr(self) -> str:
         return (
