@@ -267,3 +267,46 @@ def test_bad_batch_size_is_a_user_error(llama):
 def test_model_without_a_layer_stack_is_a_user_error():
     with pytest.raises(SlimformerError, match="stack of layers"):
         run_sequential(nn.Linear(4, 4), torch.ones(1, 4, dtype=torch.long), lambda ctx: None)
+
+
+def test_linears_reading_one_input_share_one_accumulator(tiny_llama_dir, minilm_tokenizer):
+    """q/k/v (and gate/up) read the same tensor: their statistics are gathered once."""
+    import slimformer
+    from slimformer.calibrate import Collect, run_sequential
+
+    slim = slimformer.load(tiny_llama_dir, runtime="eager")
+    windows = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=3, length=16)
+    seen = {}
+
+    def keep(block):
+        seen.update(block.stats)
+
+    run_sequential(slim, windows, keep, collect=Collect(xtx=True), progress=False)
+    layer = "model.layers.1"
+    assert seen[f"{layer}.self_attn.q_proj"] is seen[f"{layer}.self_attn.k_proj"]
+    assert seen[f"{layer}.self_attn.q_proj"] is seen[f"{layer}.self_attn.v_proj"]
+    assert seen[f"{layer}.mlp.gate_proj"] is seen[f"{layer}.mlp.up_proj"]
+    assert seen[f"{layer}.self_attn.o_proj"] is not seen[f"{layer}.self_attn.q_proj"]
+    assert seen[f"{layer}.mlp.down_proj"] is not seen[f"{layer}.mlp.up_proj"]
+    assert seen[f"{layer}.self_attn.q_proj"].tokens == 3 * 16
+
+
+def test_bf16_passes_stay_close_and_accumulate_in_float32(tiny_llama_dir, minilm_tokenizer):
+    import slimformer
+    from slimformer.calibrate import Collect, run_sequential
+
+    windows = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=2, length=16)
+    hessians = {}
+    for dtype in (None, torch.bfloat16):
+        slim = slimformer.load(tiny_llama_dir, runtime="eager")
+
+        def keep(block, dtype=dtype):
+            name = f"model.layers.{block.index}.mlp.down_proj"
+            hessians[(dtype, block.index)] = block.stats[name].hessian()
+
+        run_sequential(
+            slim, windows, keep, collect=Collect(xtx=True), compute_dtype=dtype, progress=False
+        )
+    full, half = hessians[(None, 1)], hessians[(torch.bfloat16, 1)]
+    assert half.dtype == torch.float32
+    assert torch.allclose(half, full, rtol=0.1, atol=0.05 * full.abs().max().item())

@@ -11,6 +11,7 @@ consistent way however many batches fed it.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,7 @@ class StatsRecorder:
     token_mask: Tensor | None = None
     stats: dict[str, LinearStats] = field(init=False)
     _handles: list[Any] = field(init=False, default_factory=list)
+    _seen: dict[int, tuple[Any, LinearStats]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stats = {
@@ -164,13 +166,28 @@ class StatsRecorder:
         self._handles.clear()
 
     def _hook(self, name: str):
-        stats = self.stats[name]
-
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             x = args[0] if args else next(iter(kwargs.values()))
-            stats.update(self._real_tokens(x))
+            shared = self._seen_input(x)
+            if shared is None:
+                self.stats[name].update(self._real_tokens(x))
+                self._remember(x, self.stats[name])
+            elif shared is not self.stats[name]:
+                self.stats[name] = shared  # same input as another linear: one accumulator
 
         return hook
+
+    def _seen_input(self, x: Tensor) -> LinearStats | None:
+        """The stats that already took this very tensor (q, k and v read one input)."""
+        entry = self._seen.get(id(x))
+        return entry[1] if entry is not None and entry[0]() is x else None
+
+    def _remember(self, x: Tensor, stats: LinearStats) -> None:
+        # Identity via a weak reference, not the address: a freed activation's
+        # memory (and id) can be reused by a different tensor later in the pass.
+        if len(self._seen) > 64:
+            self._seen = {k: v for k, v in self._seen.items() if v[0]() is not None}
+        self._seen[id(x)] = (weakref.ref(x), stats)
 
     def _real_tokens(self, x: Tensor) -> Tensor:
         """Flatten to ``[tokens, in]`` and drop padded positions."""

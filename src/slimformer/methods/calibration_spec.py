@@ -8,7 +8,7 @@ Python callers may instead pass token windows or a dataset to the verb
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, PositiveInt
@@ -27,6 +27,13 @@ class CalibrationSpec(BaseModel):
     samples: PositiveInt = 64
     length: PositiveInt = 512
     seed: int = 0
+    #: Precision of the calibration passes: bfloat16 is about twice as fast on CPUs with
+    #: bf16 instructions; the statistics are accumulated in float32 either way.
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def torch_dtype(self) -> torch.dtype | None:
+        """The autocast dtype for the engine, None for full precision."""
+        return torch.bfloat16 if self.compute_dtype == "bfloat16" else None
 
 
 def calibration_tokens(slim: SlimModel, spec: CalibrationSpec, given: Any = None) -> torch.Tensor:

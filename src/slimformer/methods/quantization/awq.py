@@ -109,6 +109,7 @@ def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
         run.process_block,
         collect=Collect(abs_mean=True, xtx=config.then == "gptq"),
         device=context.device,
+        compute_dtype=config.calibration.torch_dtype(),
         progress=context.progress,
     )
     run.quantize_outside_blocks()

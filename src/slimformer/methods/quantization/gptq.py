@@ -65,6 +65,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
         process,
         collect=Collect(xtx=True),
         device=context.device,
+        compute_dtype=config.calibration.torch_dtype(),
         progress=context.progress,
     )
     round_unvisited(slim, targets, scheme)

@@ -135,6 +135,7 @@ def apply_mixed_precision(slim: SlimModel, config: MixedPrecision, context: Stag
         measure,
         collect=Collect(xtx=True),
         device=context.device,
+        compute_dtype=config.calibration.torch_dtype(),
         progress=context.progress,
     )
     for name in targets.keys() - plans.keys():  # outside the layer stack: no statistics
@@ -172,6 +173,7 @@ def _quantize(slim, config, plans, windows, context) -> None:
         process,
         collect=Collect(xtx=config.solver == "gptq"),
         device=context.device,
+        compute_dtype=config.calibration.torch_dtype(),
         progress=context.progress,
     )
     for name, plan in plans.items():

@@ -121,6 +121,7 @@ def calibrated_quantization(
         process,
         collect=Collect(abs_max=True),
         device=context.device,
+        compute_dtype=config.calibration.torch_dtype(),
         progress=context.progress,
     )
     quantize_rest(slim, _still_float(slim.model, targets), config, windows)
