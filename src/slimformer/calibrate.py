@@ -32,6 +32,7 @@ from slimformer.arch.base import Adapter, LayerParts
 from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
+from slimformer.nn.registry import reuse_float_weights
 
 __all__ = ["BlockContext", "Collect", "LinearStats", "run_sequential"]
 
@@ -123,7 +124,7 @@ class BlockContext:
                 "pass one tensor per batch of ctx.inputs (or of the picked batches), in order",
             )
         hidden = list(inputs) if inputs is not None else [None] * len(chosen)
-        with torch.no_grad():
+        with torch.no_grad(), reuse_float_weights():  # weights only change between calls
             return [batch.run(self.block, h) for batch, h in zip(chosen, hidden, strict=True)]
 
 
@@ -413,7 +414,7 @@ def _gather_stats(
     device: torch.device,
 ) -> dict[str, LinearStats]:
     """Run the unchanged block over every batch with hooks on its linears."""
-    recorder = StatsRecorder(linears, collect, device)
+    recorder = StatsRecorder(linears, collect, device, compute_dtype=batches[0].compute_dtype)
     if not collect.any:
         return recorder.stats
     with torch.no_grad(), recorder:
@@ -429,7 +430,7 @@ def _propagate(block: nn.Module, batches: list[_Batch]) -> None:
     Each input is dropped as soon as its output exists, so the peak is one set
     of activations plus one batch, never two full sets.
     """
-    with torch.no_grad():
+    with torch.no_grad(), reuse_float_weights():
         for batch in batches:
             batch.hidden = batch.run(block)
 

@@ -90,8 +90,12 @@ class LinearStats:
             dtype=collect.dtype,
         )
 
-    def update(self, x: Tensor) -> None:
-        """Add a ``[tokens, in]`` batch of inputs to every requested accumulator."""
+    def update(self, x: Tensor, product_dtype: torch.dtype | None = None) -> None:
+        """Add a ``[tokens, in]`` batch of inputs to every requested accumulator.
+
+        ``product_dtype`` (e.g. bf16) computes this batch's X^T X in that dtype
+        before adding it to the float32 sum: faster, with per-batch rounding.
+        """
         if x.shape[0] == 0:
             return
         self.tokens += x.shape[0]
@@ -99,7 +103,11 @@ class LinearStats:
             self.inputs.append(x.detach().clone())
         x = x.detach().to(self.dtype)
         if self.xtx is not None:
-            self.xtx.addmm_(x.T, x)
+            if product_dtype is None:
+                self.xtx.addmm_(x.T, x)
+            else:
+                low = x.to(product_dtype)
+                self.xtx.add_((low.T @ low).to(self.xtx.dtype))
         if self.abs_sum is not None:
             self.abs_sum.add_(x.abs().sum(0))
         if self.abs_max is not None:
@@ -143,6 +151,8 @@ class StatsRecorder:
     collect: Collect
     device: torch.device
     token_mask: Tensor | None = None
+    #: dtype of the X^T X products (bf16 halves their cost); sums stay in ``collect.dtype``.
+    compute_dtype: torch.dtype | None = None
     stats: dict[str, LinearStats] = field(init=False)
     _handles: list[Any] = field(init=False, default_factory=list)
     _seen: dict[int, tuple[Any, LinearStats]] = field(init=False, default_factory=dict)
@@ -170,7 +180,7 @@ class StatsRecorder:
             x = args[0] if args else next(iter(kwargs.values()))
             shared = self._seen_input(x)
             if shared is None:
-                self.stats[name].update(self._real_tokens(x))
+                self.stats[name].update(self._real_tokens(x), self.compute_dtype)
                 self._remember(x, self.stats[name])
             elif shared is not self.stats[name]:
                 self.stats[name] = shared  # same input as another linear: one accumulator

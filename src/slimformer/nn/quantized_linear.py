@@ -28,7 +28,7 @@ from torch import nn
 
 from slimformer.methods.quantization.grid import QuantizedWeight, QuantScheme
 from slimformer.nn.packing import pack, packed_width, unpack
-from slimformer.nn.registry import register_module
+from slimformer.nn.registry import float_weight, register_module
 from slimformer.nn.weight_only_kernels import MAX_KERNEL_ROWS, Kernel, build_kernel
 
 
@@ -141,7 +141,8 @@ class WeightOnlyLinear(nn.Module):
             out = kernel(x.reshape(rows, x.shape[-1])).to(x.dtype)
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if bias is None else out + bias
-        return F.linear(x, self.dequantized_weight().to(x.dtype), bias)
+        weight = float_weight(self, self.dequantized_weight)
+        return F.linear(x, weight.to(x.dtype), bias)
 
     def _kernel(self) -> Kernel | None:
         """The fused CPU kernel for few-row calls, built once from the saved tensors."""

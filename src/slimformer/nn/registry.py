@@ -9,8 +9,12 @@ the ``quant_method`` dispatch of transformers, generalised to every family.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from slimformer.errors import SlimformerError
@@ -60,3 +64,33 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+_FLOAT_WEIGHTS: contextvars.ContextVar[dict[int, torch.Tensor] | None] = contextvars.ContextVar(
+    "slimformer_float_weights", default=None
+)
+
+
+@contextlib.contextmanager
+def reuse_float_weights() -> Iterator[None]:
+    """Inside the block, a compressed module unpacks its float weight once, not per call.
+
+    Calibration runs one block over dozens of windows; unpacking packed codes on
+    every call costs as much as the block itself. The cache lives only for the
+    block (one block's float weights), so a compressed model stays small otherwise.
+    """
+    token = _FLOAT_WEIGHTS.set({})
+    try:
+        yield
+    finally:
+        _FLOAT_WEIGHTS.reset(token)
+
+
+def float_weight(module: nn.Module, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``compute()``, or its cached value inside :func:`reuse_float_weights`."""
+    cache = _FLOAT_WEIGHTS.get()
+    if cache is None:
+        return compute()
+    if id(module) not in cache:
+        cache[id(module)] = compute()
+    return cache[id(module)]

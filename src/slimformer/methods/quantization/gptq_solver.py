@@ -121,7 +121,7 @@ def _solve(w, h_inv, scheme, group, block, perm, static):
     if static is not None:
         for index, (scale, zero) in enumerate(static):
             scales[:, index], zeros[:, index] = scale, zero
-    loss = 0.0
+    loss = torch.zeros((), dtype=torch.float64)
     params = None
     for start in range(0, cols, block):
         end = min(start + block, cols)
@@ -142,8 +142,8 @@ def _solve(w, h_inv, scheme, group, block, perm, static):
             dq = dequantize_codes(q, scale, zero)
             d = h_block[i, i]
             err = (w_block[:, i] - dq) / d
-            loss += float(((w_block[:, i] - dq) ** 2).sum() / d**2 / 2)
-            w_block[:, i:] -= err[:, None] @ h_block[i : i + 1, i:]
+            loss += err.square().sum() / 2
+            w_block[:, i:].addr_(err, h_block[i, i:], alpha=-1)
             err_block[:, i] = err
         w[:, end:] -= err_block @ h_inv[start:end, end:]
-    return codes, scales, zeros, loss
+    return codes, scales, zeros, float(loss)
