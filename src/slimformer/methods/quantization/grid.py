@@ -110,6 +110,13 @@ class QuantizedWeight:
     def shape(self) -> tuple[int, int]:
         return (self.codes.shape[0], self.codes.shape[1])
 
+    def split(self, rows: list[int]) -> list[QuantizedWeight]:
+        """Row blocks of sizes ``rows``: layers solved together, saved apart."""
+        parts = zip(
+            self.codes.split(rows), self.scales.split(rows), self.zeros.split(rows), strict=True
+        )
+        return [QuantizedWeight(c, s, z, self.scheme) for c, s, z in parts]
+
     def dequantize(self) -> torch.Tensor:
         """The float32 ``[out, in]`` weight these codes stand for."""
         out, n_groups = self.scales.shape
