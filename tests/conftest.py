@@ -162,3 +162,16 @@ def write_recipe(tmp_path):
 @pytest.fixture()
 def int8_recipe(write_recipe) -> Path:
     return write_recipe("name: int8\nstages:\n  - method: int8_dynamic\n")
+
+
+SAMPLE_TEXTS = ["the cat sat on the mat", "a much longer sentence about saving models to disk"]
+
+
+def eager_outputs(slim, tokenizer) -> torch.Tensor:
+    """The plain module's outputs on two sentences (eager: bit-exact comparisons hold)."""
+    inputs = tokenizer(SAMPLE_TEXTS, padding=True, return_tensors="pt")
+    if slim.task == "causal-lm":
+        inputs.pop("token_type_ids", None)
+    with torch.no_grad():
+        out = slim.model(**inputs)
+    return out.last_hidden_state if slim.task == "embedding" else out.logits

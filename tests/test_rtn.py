@@ -12,6 +12,7 @@ from safetensors import safe_open
 from torch import nn
 
 import slimformer
+from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.methods import make_config
 from slimformer.methods.quantization import RTN
@@ -19,8 +20,6 @@ from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
 from slimformer.nn import WeightOnlyLinear, compressed_modules, module_class
 from slimformer.nn.quantized_linear import bits_per_weight
 from slimformer.recipe import Recipe
-
-TEXTS = ["the cat sat on the mat", "a much longer sentence about saving models to disk"]
 
 
 @pytest.fixture()
@@ -135,21 +134,11 @@ def test_bits_per_weight_of_other_modules():
 # --- RTN on models -----------------------------------------------------------------------
 
 
-def model_outputs(slim, tokenizer) -> torch.Tensor:
-    """The plain module's outputs (eager, so a bit-exact comparison means something)."""
-    inputs = tokenizer(TEXTS, padding=True, return_tensors="pt")
-    if slim.task == "causal-lm":
-        inputs.pop("token_type_ids", None)
-    with torch.no_grad():
-        out = slim.model(**inputs)
-    return out.last_hidden_state if slim.task == "embedding" else out.logits
-
-
 def rtn_error(model_dir, tokenizer, config: RTN) -> float:
     slim = slimformer.load(model_dir)
-    before = model_outputs(slim, tokenizer)
+    before = eager_outputs(slim, tokenizer)
     slimformer.quantize_(slim, config, progress=False)
-    return relative_error(model_outputs(slim, tokenizer), before)
+    return relative_error(eager_outputs(slim, tokenizer), before)
 
 
 def test_rtn_8_bit_is_close_and_4_bit_is_further(tiny_bert_cls_dir, minilm_tokenizer):
@@ -219,12 +208,12 @@ def test_mse_clip_does_not_raise_the_weight_error(tiny_llama_dir):
 def test_save_and_reload_is_bit_exact(request, minilm_tokenizer, tmp_path, fixture, config):
     slim = slimformer.load(request.getfixturevalue(fixture))
     slimformer.quantize_(slim, config, progress=False)
-    expected = model_outputs(slim, minilm_tokenizer)
+    expected = eager_outputs(slim, minilm_tokenizer)
 
     out = slimformer.save(slim, tmp_path / "rtn")
     reloaded = slimformer.load(out)
     assert set(compressed_modules(reloaded.model)) == set(compressed_modules(slim.model))
-    assert torch.equal(model_outputs(reloaded, minilm_tokenizer), expected)
+    assert torch.equal(eager_outputs(reloaded, minilm_tokenizer), expected)
 
     meta = json.loads((out / "config.json").read_text())["slimformer"]
     assert meta["quant_method"] == "weight_only_linear"

@@ -12,21 +12,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import slimformer
+from conftest import SAMPLE_TEXTS as TEXTS
+from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.size import linear_weight_bytes, safetensors_tensor_bytes
 from slimformer.nn import Int8DynamicLinear, compressed_modules
-
-TEXTS = ["the cat sat on the mat", "a much longer sentence about saving models to disk"]
-
-
-def outputs(slim, tokenizer) -> torch.Tensor:
-    """The plain module's outputs (eager: the run time must not blur a bit-exact comparison)."""
-    inputs = tokenizer(TEXTS, padding=True, return_tensors="pt")
-    if slim.task == "causal-lm":
-        inputs.pop("token_type_ids", None)
-    with torch.no_grad():
-        out = slim.model(**inputs)
-    return out.last_hidden_state if slim.task == "embedding" else out.logits
 
 
 def saved_dtypes(folder) -> dict[str, str]:
@@ -59,7 +49,7 @@ def test_round_trip_is_bit_exact(model_dir, minilm_tokenizer, tmp_path):
     fp32_bytes = safetensors_tensor_bytes(model_dir)
     fp32_linear = linear_weight_bytes(fp32_bytes, slim.model)
     slimformer.quantize_(slim, slimformer.Int8Dynamic(), progress=False)
-    expected = outputs(slim, minilm_tokenizer)
+    expected = eager_outputs(slim, minilm_tokenizer)
 
     out = slimformer.save(slim, tmp_path / "q")
     reloaded = slimformer.load(out)
@@ -67,7 +57,7 @@ def test_round_trip_is_bit_exact(model_dir, minilm_tokenizer, tmp_path):
     assert reloaded.task == slim.task
     assert reloaded.tokenizer is not None
     assert set(compressed_modules(reloaded.model)) == set(compressed_modules(slim.model))
-    assert torch.equal(outputs(reloaded, minilm_tokenizer), expected)
+    assert torch.equal(eager_outputs(reloaded, minilm_tokenizer), expected)
     for name, module in compressed_modules(reloaded.model).items():
         original = slim.model.get_submodule(name)
         assert torch.equal(module.weight, original.weight)
@@ -128,11 +118,11 @@ def test_quantized_tied_head_is_not_retied(tiny_llama_dir, minilm_tokenizer, tmp
     slim = slimformer.load(tiny_llama_dir)
     slimformer.quantize_(slim, slimformer.Int8Dynamic(parts=["head", "mlp"]), progress=False)
     assert type(slim.model.lm_head) is Int8DynamicLinear
-    expected = outputs(slim, minilm_tokenizer)
+    expected = eager_outputs(slim, minilm_tokenizer)
     reloaded = slimformer.load(slimformer.save(slim, tmp_path / "q"))
     assert type(reloaded.model.lm_head) is Int8DynamicLinear
     assert reloaded.model.lm_head.weight.dtype == torch.int8
-    assert torch.equal(outputs(reloaded, minilm_tokenizer), expected)
+    assert torch.equal(eager_outputs(reloaded, minilm_tokenizer), expected)
 
 
 def test_plain_model_round_trip(tiny_bert_cls_dir, minilm_tokenizer, tmp_path):
@@ -140,7 +130,9 @@ def test_plain_model_round_trip(tiny_bert_cls_dir, minilm_tokenizer, tmp_path):
     reloaded = slimformer.load(slimformer.save(slim, tmp_path / "plain"))
     assert not compressed_modules(reloaded.model)
     assert reloaded.config.id2label == slim.config.id2label
-    assert torch.equal(outputs(reloaded, minilm_tokenizer), outputs(slim, minilm_tokenizer))
+    assert torch.equal(
+        eager_outputs(reloaded, minilm_tokenizer), eager_outputs(slim, minilm_tokenizer)
+    )
 
 
 def test_save_a_bare_module(tiny_bert_cls_dir, minilm_tokenizer, tmp_path):

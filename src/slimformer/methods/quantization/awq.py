@@ -97,9 +97,7 @@ def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
     from slimformer.calibrate import Collect, run_sequential
 
     scheme = config.scheme()
-    targets = config.select(slim)
-    for name, linear in targets.items():  # every setting is checked before any work
-        scheme.validate(linear.in_features, layer=name)
+    targets = config.checked_targets(slim)
     windows = calibration_tokens(slim, config.calibration, context.calibration)
     run = _AWQRun(slim, config, scheme, set(targets))
     del targets  # hold names only, so replaced float layers can be freed block by block

@@ -53,9 +53,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
     from slimformer.calibrate import Collect, run_sequential
 
     scheme = config.scheme()
-    targets = config.select(slim)
-    for name, linear in targets.items():  # every setting is checked before any work
-        scheme.validate(linear.in_features, layer=name)
+    targets = config.checked_targets(slim)
     windows = calibration_tokens(slim, config.calibration, context.calibration)
 
     def process(block) -> None:

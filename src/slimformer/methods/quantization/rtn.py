@@ -43,11 +43,8 @@ def quantize_linear(linear: nn.Linear, scheme: QuantScheme, mse_clip: bool = Fal
 
 @register_method(RTN)
 def apply_rtn(slim: SlimModel, config: RTN, context: StageContext) -> None:
-    layers = config.select(slim)
+    layers = config.checked_targets(slim)
     scheme = config.scheme()
-    # Check every layer first, so an impossible group size leaves the model untouched.
-    for name, linear in layers.items():
-        scheme.validate(linear.in_features, name)
     progress = tqdm(layers.items(), desc="rtn", unit="layer", disable=not context.progress)
     for name, linear in progress:
         replace_module(slim.model, name, quantize_linear(linear, scheme, config.mse_clip))

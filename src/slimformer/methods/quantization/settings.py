@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt
+from torch import nn
 
 from slimformer.methods.quantization.grid import QuantScheme
 from slimformer.methods.selection import LinearSelection
+from slimformer.model import SlimModel
 
 
 class WeightOnlySettings(LinearSelection):
@@ -23,3 +25,15 @@ class WeightOnlySettings(LinearSelection):
 
     def scheme(self) -> QuantScheme:
         return QuantScheme(self.bits, self.group_size, self.symmetric)
+
+    def checked_targets(self, slim: SlimModel) -> dict[str, nn.Linear]:
+        """The selected layers, each checked against the scheme before any is changed.
+
+        An impossible setting (a group size that does not divide a layer) then
+        fails before the model is touched.
+        """
+        targets = self.select(slim)
+        scheme = self.scheme()
+        for name, linear in targets.items():
+            scheme.validate(linear.in_features, layer=name)
+        return targets
