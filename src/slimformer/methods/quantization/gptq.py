@@ -30,7 +30,10 @@ class GPTQ(WeightOnlySettings):
 
     damp: PositiveFloat = Field(default=0.01, description="dampening, share of mean diag(H)")
     block_size: PositiveInt = 128
-    act_order: bool = Field(default=False, description="quantize columns by decreasing H diag")
+    act_order: bool = Field(
+        default=True,
+        description="quantize columns by decreasing H diag (static groups: no run-time cost)",
+    )
     calibration: CalibrationSpec = CalibrationSpec()
 
 
