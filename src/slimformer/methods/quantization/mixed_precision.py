@@ -50,6 +50,7 @@ class MixedPrecision(LinearSelection):
     symmetric: bool = False
     solver: Literal["gptq", "rtn"] = "gptq"
     damp: PositiveFloat = 0.01
+    act_order: bool = Field(default=True, description="GPTQ column order (see gptq)")
     calibration: CalibrationSpec = CalibrationSpec()
 
     @field_validator("choices")
@@ -160,7 +161,12 @@ def _quantize(slim, config, plans, windows, context) -> None:
             if config.solver == "gptq":
                 hessian = block.stats[name].hessian()
                 weight = gptq_quantize(
-                    linear.weight, hessian, scheme, damp=config.damp, name=name
+                    linear.weight,
+                    hessian,
+                    scheme,
+                    damp=config.damp,
+                    act_order=config.act_order,
+                    name=name,
                 ).weight
             else:
                 weight = quantize_weight(linear.weight, scheme)
