@@ -22,7 +22,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 __version__ = "0.1.0"
 
 from slimformer.errors import SlimformerError
-from slimformer.methods.quantization import Int8Dynamic, quantize_
+from slimformer.methods.quantization import (
+    AWQ,
+    GPTQ,
+    RTN,
+    W8A8,
+    Int8Dynamic,
+    MixedPrecision,
+    SmoothQuant,
+    quantize_,
+)
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
 
@@ -49,10 +58,16 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AWQ",
+    "GPTQ",
+    "RTN",
+    "W8A8",
     "Int8Dynamic",
+    "MixedPrecision",
     "Recipe",
     "SlimModel",
     "SlimformerError",
+    "SmoothQuant",
     "__version__",
     "calibration_windows",
     "compress",
