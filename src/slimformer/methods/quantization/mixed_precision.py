@@ -45,7 +45,11 @@ class MixedPrecision(LinearSelection):
     family = "quantization"
 
     average_bits: PositiveFloat = Field(default=4.5, description="budget: mean code bits/weight")
-    choices: list[Bits] = Field(default=[3, 4, 8], description="bit-widths a layer may get")
+    choices: list[Bits] = Field(
+        default=[4, 8],
+        description="bit-widths a layer may get (at 4.5 bits on SmolLM2, 3-bit layers "
+        "cost more quality than the budget they free)",
+    )
     group_size: NonNegativeInt = 64
     symmetric: bool = False
     solver: Literal["gptq", "rtn"] = "gptq"
