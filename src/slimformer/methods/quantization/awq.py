@@ -180,8 +180,8 @@ class _AWQRun:
             else:
                 clip = clips.get(name, 1.0)
                 qw = quantize_weight(linear.weight.detach().float(), self.scheme, clip)
-            bias = None if linear.bias is None else linear.bias.detach()
-            replace_module(self.slim.model, current, WeightOnlyLinear.from_quantized(qw, bias))
+            packed = WeightOnlyLinear.from_quantized(qw, linear.bias)  # it copies the bias
+            replace_module(self.slim.model, current, packed)
 
     def _gptq(
         self, linear: nn.Linear, hessian: Tensor, scale: Tensor | None, name: str

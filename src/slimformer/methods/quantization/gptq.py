@@ -73,8 +73,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
             )
             parts = solved.weight.split([linear.out_features for linear in linears])
             for name, linear, part in zip(names, linears, parts, strict=True):
-                bias = None if linear.bias is None else linear.bias.detach()
-                replace_module(slim.model, name, WeightOnlyLinear.from_quantized(part, bias))
+                replace_module(slim.model, name, WeightOnlyLinear.from_quantized(part, linear.bias))
 
     run_sequential(
         slim,

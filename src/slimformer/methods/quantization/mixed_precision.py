@@ -174,8 +174,7 @@ def _quantize(slim, config, plans, windows, context) -> None:
                 ).weight
             else:
                 weight = quantize_weight(linear.weight, scheme)
-            bias = None if linear.bias is None else linear.bias.detach()
-            replace_module(slim.model, name, WeightOnlyLinear.from_quantized(weight, bias))
+            replace_module(slim.model, name, WeightOnlyLinear.from_quantized(weight, linear.bias))
 
     run_sequential(
         slim,
