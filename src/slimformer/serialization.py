@@ -143,12 +143,8 @@ def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
 def _tied_keys(model: nn.Module) -> set[str]:
     """State-dict keys that tie to another tensor and so are not saved on their own."""
-    keys: set[str] = set()
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    if isinstance(tied, dict):
-        keys.update(tied)
-    else:
-        keys.update(tied)
+    # transformers 5 gives a dict (tied key -> source), older versions a list: keys either way.
+    keys = set(getattr(model, "_tied_weights_keys", None) or ())
     if not getattr(model.config, "tie_word_embeddings", False):
         keys = {key for key in keys if "lm_head" not in key}
     return keys
