@@ -1,6 +1,6 @@
 """Run times: eager PyTorch, or a compiled graph with inputs padded to shape buckets.
 
-int8 matrix products are about 4.5x faster than fp32 on this CPU, but in
+int8 matrix products are several times faster than fp32 on this CPU, but in
 eager PyTorch the per-token quantization around them costs several passes
 over memory and an operator dispatch each, which eats most of the gain. A
 compiled graph (torch.compile / Inductor) fuses that work into the
@@ -100,8 +100,8 @@ def _options(model: nn.Module) -> dict[str, Any]:
     """Inductor options: on CPU a C++ wrapper, which removes per-kernel Python overhead.
 
     At batch 1 the model's kernels are small and the Python wrapper that
-    launches them costs as much as the arithmetic; the C++ wrapper took
-    MiniLM int8 at batch 1 x seq 64 from about 6.8 ms to 5.3 ms here.
+    launches them costs as much as the arithmetic; the C++ wrapper removes
+    that cost (benchmarks/int8_dynamic.py measures the result at batch 1).
     """
     tensors = [*model.parameters(recurse=True), *model.buffers(recurse=True)][:1]
     on_cpu = not tensors or tensors[0].device.type == "cpu"
