@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from slimformer.arch import get_adapter
 from slimformer.arch.base import Adapter, LayerParts
-from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder
+from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder, StopBlock
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
 from slimformer.nn.registry import reuse_float_weights
@@ -385,7 +385,8 @@ def _calibrate_block(
         )
         process_block(ctx)
         del ctx, linears  # modules the method replaced can be freed before the next pass
-        _propagate(stack[index], batches)
+        if index + 1 < len(stack):  # the last block's outputs feed nothing
+            _propagate(stack[index], batches)
     finally:
         if home is not None:
             stack[index].to(home)
@@ -413,14 +414,20 @@ def _gather_stats(
     collect: Collect,
     device: torch.device,
 ) -> dict[str, LinearStats]:
-    """Run the unchanged block over every batch with hooks on its linears."""
+    """Run the unchanged block over every batch with hooks on its linears.
+
+    Only the linears' inputs matter here, so after the first batch each pass
+    stops at the input of the block's last linear (see ``StatsRecorder.end_batch``).
+    """
     recorder = StatsRecorder(linears, collect, device, compute_dtype=batches[0].compute_dtype)
     if not collect.any:
         return recorder.stats
     with torch.no_grad(), recorder:
         for batch in batches:
             recorder.token_mask = batch.mask
-            batch.run(block)
+            with suppress(StopBlock):
+                batch.run(block)
+            recorder.end_batch()
     return recorder.stats
 
 

@@ -20,6 +20,17 @@ from torch import Tensor, nn
 
 from slimformer.errors import SlimformerError
 
+#: Tokens pooled before one low-precision X^T X product (bounded memory, large products).
+PRODUCT_TOKENS = 4096
+
+
+class StopBlock(Exception):
+    """Raised by the recorder once the block's last linear has seen its input.
+
+    The statistics pass only needs what flows into the linears; the rest of the
+    block (the last linear's own product, the residual add) is skipped.
+    """
+
 
 @dataclass(frozen=True)
 class Collect:
@@ -69,6 +80,9 @@ class LinearStats:
     inputs: list[Tensor] | None = None
     #: The precision the sums accumulate in (``Collect.dtype``).
     dtype: torch.dtype = torch.float32
+    #: Low-precision inputs waiting for one larger X^T X product (see :meth:`update`).
+    _pending: list[Tensor] = field(default_factory=list, repr=False)
+    _pending_tokens: int = field(default=0, repr=False)
 
     @classmethod
     def empty(
@@ -93,21 +107,25 @@ class LinearStats:
     def update(self, x: Tensor, product_dtype: torch.dtype | None = None) -> None:
         """Add a ``[tokens, in]`` batch of inputs to every requested accumulator.
 
-        ``product_dtype`` (e.g. bf16) computes this batch's X^T X in that dtype
-        before adding it to the float32 sum: faster, with per-batch rounding.
+        ``product_dtype`` (e.g. bf16) computes X^T X in that dtype before adding
+        it to the float32 sum: faster, with one rounding per product. Such
+        inputs are pooled until :data:`PRODUCT_TOKENS` tokens wait, so that the
+        product is one large matrix multiplication and its conversion to the
+        sum's dtype is paid once per pool, not once per batch.
         """
         if x.shape[0] == 0:
             return
         self.tokens += x.shape[0]
         if self.inputs is not None:
             self.inputs.append(x.detach().clone())
+        if self.xtx is not None and product_dtype is not None:
+            self._pending.append(x.detach().to(product_dtype))
+            self._pending_tokens += x.shape[0]
+            if self._pending_tokens >= PRODUCT_TOKENS:
+                self.flush()
         x = x.detach().to(self.dtype)
-        if self.xtx is not None:
-            if product_dtype is None:
-                self.xtx.addmm_(x.T, x)
-            else:
-                low = x.to(product_dtype)
-                self.xtx.add_((low.T @ low).to(self.xtx.dtype))
+        if self.xtx is not None and product_dtype is None:
+            self.xtx.addmm_(x.T, x)
         if self.abs_sum is not None:
             self.abs_sum.add_(x.abs().sum(0))
         if self.abs_max is not None:
@@ -115,8 +133,18 @@ class LinearStats:
         if self.sq_norm is not None:
             self.sq_norm.add_(x.square().sum(0))
 
+    def flush(self) -> None:
+        """Add the pooled low-precision inputs to X^T X (the engine calls this after a pass)."""
+        if not self._pending:
+            return
+        low = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_tokens = [], 0
+        if self.xtx is not None:
+            self.xtx.add_((low.T @ low).to(self.xtx.dtype))
+
     def hessian(self) -> Tensor:
         """GPTQ's H = 2/n Σ x xᵀ over the n real tokens (zeros if no token arrived)."""
+        self.flush()
         return 2.0 * self._require("xtx", self.xtx) / max(self.tokens, 1)
 
     @property
@@ -156,6 +184,10 @@ class StatsRecorder:
     stats: dict[str, LinearStats] = field(init=False)
     _handles: list[Any] = field(init=False, default_factory=list)
     _seen: dict[int, tuple[Any, LinearStats]] = field(init=False, default_factory=dict)
+    #: The linears in the order the first batch called them.
+    _calls: list[str] | None = field(init=False, default_factory=list)
+    #: The linear after whose input the block can stop (None: run every batch whole).
+    _stop_at: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.stats = {
@@ -174,16 +206,35 @@ class StatsRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for stats in self.stats.values():
+            stats.flush()
+
+    def end_batch(self) -> None:
+        """Learn from the first (whole) batch where later batches may stop.
+
+        Only when every linear ran exactly once is "the last linear's input"
+        a safe place to stop: a linear called twice, or not at all, keeps
+        every batch running to the end.
+        """
+        if self._calls is None:
+            return
+        calls, self._calls = self._calls, None
+        if len(calls) == len(set(calls)) == len(self.linears):
+            self._stop_at = calls[-1]
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             x = args[0] if args else next(iter(kwargs.values()))
+            if self._calls is not None:
+                self._calls.append(name)
             shared = self._seen_input(x)
             if shared is None:
                 self.stats[name].update(self._real_tokens(x), self.compute_dtype)
                 self._remember(x, self.stats[name])
             elif shared is not self.stats[name]:
                 self.stats[name] = shared  # same input as another linear: one accumulator
+            if name == self._stop_at:
+                raise StopBlock
 
         return hook
 

@@ -68,7 +68,7 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
     if meta:
         model = _load_compressed(model_class, config, Path(source), meta)
     else:
-        model = model_class.from_pretrained(source)
+        model = model_class.from_pretrained(source, dtype=_saved_dtype(config))
     model.eval()
     tokenizer = _load_tokenizer(source)
     return SlimModel(
@@ -101,6 +101,9 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
         if model_class is not transformers.AutoModel
         else (transformers.AutoModel.from_config(config))
     )
+    # Float weights come back in the dtype they were saved in (a bf16 model stays bf16);
+    # compressed modules are created after this and keep their own dtypes.
+    model.to(_saved_dtype(config))
     damaged = SlimformerError(
         f"{folder} does not match its config.json", "the folder is damaged; save the model again"
     )
@@ -124,6 +127,14 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
     if tied:
         model.tie_weights()
     return model
+
+
+def _saved_dtype(config: Any) -> torch.dtype:
+    """The float dtype config.json records (float32 when it records none)."""
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
 
 
 def _read_state_dict(folder: Path) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from slimformer.methods.quantization import (
     awq,  # noqa: F401
+    float_format,  # noqa: F401
     gptq,  # noqa: F401
     int8_dynamic,  # noqa: F401
     mixed_precision,  # noqa: F401

@@ -34,6 +34,10 @@ class GPTQ(WeightOnlySettings):
         default=True,
         description="quantize columns by decreasing H diag (static groups: no run-time cost)",
     )
+    fit_grids: bool = Field(
+        default=True,
+        description="fit each group's grid to the input Hessian instead of its min and max",
+    )
     calibration: CalibrationSpec = CalibrationSpec()
 
 
@@ -69,6 +73,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
                 damp=config.damp,
                 block_size=config.block_size,
                 act_order=config.act_order,
+                fit_grids=config.fit_grids,
                 name=" + ".join(names),
             )
             parts = solved.weight.split([linear.out_features for linear in linears])
