@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.slimformer-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-quant clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint
 bench: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/int8_dynamic.py
+
+bench-quant: $(STAMP)
+	$(PIP) install -q -e ".[bench]"
+	$(PY) benchmarks/quantization.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
