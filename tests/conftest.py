@@ -118,6 +118,33 @@ def tiny_llama_dir(tmp_path_factory, minilm_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, minilm_tokenizer) -> Path:
+    """A random GPT2LMHeadModel: Conv1D projections, fused q/k/v, head tied to wte.
+
+    GPT-2 initialises biases to 0 and LayerNorms to 1; they are randomised
+    here, as in trained models, so layout and folding mistakes on them show.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(3)
+    config = GPT2Config(
+        vocab_size=len(minilm_tokenizer),
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_positions=256,
+        bos_token_id=minilm_tokenizer.cls_token_id,
+        eos_token_id=minilm_tokenizer.sep_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 1:
+                param.add_(torch.randn_like(param) * 0.1)
+    return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
 def tiny_cls_jsonl(tmp_path_factory) -> Path:
     """30 labelled sentences, 10 per label, as text/label JSON lines."""
     rows = [

@@ -33,6 +33,7 @@ class SlimModel:
 
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.model)
+        self.adapter.prepare()  # e.g. GPT-2's Conv1D layers become nn.Linear, for every method
         self._runner: nn.Module | None = None
 
     def refresh_adapter(self) -> None:

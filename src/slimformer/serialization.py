@@ -47,7 +47,9 @@ def save_model_dir(slim: SlimModel, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     config = slim.model.config
     config.slimformer = compression_metadata(slim.model, slim.compression.get("methods", []))
-    slim.model.save_pretrained(folder)
+    # The adapter undoes what its prepare() changed (GPT-2: Conv1D layout), so the
+    # folder holds the model class's own layout; None means it already does.
+    slim.model.save_pretrained(folder, state_dict=slim.adapter.state_dict_to_save())
     if slim.tokenizer is not None:
         slim.tokenizer.save_pretrained(folder)
     return folder

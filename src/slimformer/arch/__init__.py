@@ -14,12 +14,14 @@ from slimformer.arch.base import (
     AttentionParts,
     LayerParts,
     MLPParts,
+    OutputRows,
     ScaleGroup,
 )
 from slimformer.arch.bert import BertAdapter
+from slimformer.arch.gpt2 import GPT2Adapter
 from slimformer.arch.llama import LlamaAdapter
 
-_ADAPTERS: list[type[Adapter]] = [BertAdapter, LlamaAdapter]
+_ADAPTERS: list[type[Adapter]] = [BertAdapter, GPT2Adapter, LlamaAdapter]
 
 
 def register_adapter(adapter: type[Adapter]) -> type[Adapter]:
@@ -41,9 +43,11 @@ __all__ = [
     "Adapter",
     "AttentionParts",
     "BertAdapter",
+    "GPT2Adapter",
     "LayerParts",
     "LlamaAdapter",
     "MLPParts",
+    "OutputRows",
     "ScaleGroup",
     "get_adapter",
     "register_adapter",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 #: The part names every adapter uses when it labels a linear layer.
@@ -18,7 +19,12 @@ PARTS = ("embedding", "attention", "mlp", "head", "other")
 
 @dataclass
 class AttentionParts:
-    """The projections of one attention block and its head geometry."""
+    """The projections of one attention block and its head geometry.
+
+    A fused projection (GPT-2's ``c_attn``, one linear whose output rows are
+    q, then k, then v) is given as ``q``, ``k`` and ``v`` alike: a method that
+    needs the three apart tests ``q is k``, and no method acts on it twice.
+    """
 
     module: nn.Module
     q: nn.Module
@@ -68,6 +74,30 @@ class ScaleGroup:
     consumers: list[nn.Module]
 
 
+class OutputRows(nn.Module):
+    """Rows ``start:stop`` of a linear's output: one projection of a fused one.
+
+    Only the v rows of a fused q/k/v projection feed the output projection,
+    so only they may absorb that projection's input scale (see
+    ``ScaleGroup``); this names them without splitting the module. ``weight``
+    and ``bias`` are views, so dividing them in place changes the fused layer.
+    """
+
+    def __init__(self, linear: nn.Module, start: int, stop: int) -> None:
+        super().__init__()
+        self.linear = linear
+        self.start, self.stop = start, stop
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.linear.weight[self.start : self.stop]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        bias = self.linear.bias
+        return None if bias is None else bias[self.start : self.stop]
+
+
 class Adapter:
     """Names the parts of one model; subclasses know one family each.
 
@@ -84,6 +114,25 @@ class Adapter:
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
         return True
+
+    # -- taking hold of a model, and letting go of it ---------------------------------
+    def prepare(self) -> None:
+        """Bring the model into the form methods work on; called when slimformer takes hold.
+
+        Methods act on ``nn.Linear`` only; a family whose layers compute the
+        same thing in another module type (GPT-2's ``Conv1D``) swaps them here,
+        once, keeping the model's function. It must be idempotent. Nothing to
+        do for most families.
+        """
+
+    def state_dict_to_save(self) -> dict[str, torch.Tensor] | None:
+        """The state dict in the layout the model's own class loads, or None if it already is.
+
+        Saved folders stay loadable by plain transformers, and slimformer's
+        loader (which builds that class first) reads them back unchanged;
+        a family that :meth:`prepare` changed undoes its changes here.
+        """
+        return None
 
     # -- structure -----------------------------------------------------------
     def layer_stack(self) -> nn.ModuleList | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimformer.arch import ScaleGroup
+from slimformer.arch import OutputRows, ScaleGroup
 from slimformer.nn import replace_module
 from slimformer.nn.input_scaled import InputScaled, innermost
 
@@ -45,12 +45,18 @@ def absorber(producer: nn.Module | None) -> nn.Module | None:
     """The module that can take ``1/s`` into its output, or None.
 
     A float ``nn.Linear`` (its rows) or a norm with a 1-D float affine can. An
-    ``InputScaled`` wrapper passes it to its inner module. Anything an earlier
-    stage compressed (integer codes) cannot, and the scale is then applied
-    explicitly instead.
+    ``InputScaled`` wrapper passes it to its inner module; ``OutputRows`` (the
+    v rows of a fused q/k/v projection) can when its linear can. Anything an
+    earlier stage compressed (integer codes) cannot, and the scale is then
+    applied explicitly instead.
     """
     if producer is None:
         return None
+    if isinstance(producer, OutputRows):  # rows of a fused projection: if it can, they can
+        inner = absorber(producer.linear)
+        if not isinstance(inner, nn.Linear):
+            return None
+        return OutputRows(inner, producer.start, producer.stop)
     producer = innermost(producer)
     if isinstance(producer, nn.Linear):
         return producer
