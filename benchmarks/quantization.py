@@ -72,6 +72,12 @@ def _lm_rows() -> list[Row]:
         ),
         Row("lm-gptq-w4-g64", lm, "GPTQ W4 g64", str(EXAMPLES / "gptq-w4-g64.yaml")),
         Row("lm-gptq-w3-g64", lm, "GPTQ W3 g64", str(EXAMPLES / "gptq-w3-g64.yaml")),
+        Row(
+            "lm-awq-w8",
+            lm,
+            "AWQ W8 per-channel",
+            [{"method": "awq", **w8, "calibration": LM_CALIBRATION}],
+        ),
         Row("lm-awq-w4-g64", lm, "AWQ W4 g64", str(EXAMPLES / "awq-w4-g64.yaml")),
         Row(
             "lm-awq-w3-g64",
