@@ -123,8 +123,12 @@ class LinearStats:
             self._pending_tokens += x.shape[0]
             if self._pending_tokens >= PRODUCT_TOKENS:
                 self.flush()
+        exact_xtx = self.xtx is not None and product_dtype is None
+        per_channel = (self.abs_sum, self.abs_max, self.sq_norm)
+        if not exact_xtx and all(stat is None for stat in per_channel):
+            return  # skip converting an input nothing below reads
         x = x.detach().to(self.dtype)
-        if self.xtx is not None and product_dtype is None:
+        if exact_xtx:
             self.xtx.addmm_(x.T, x)
         if self.abs_sum is not None:
             self.abs_sum.add_(x.abs().sum(0))

@@ -141,8 +141,9 @@ class WeightOnlyLinear(nn.Module):
             out = kernel(x.reshape(rows, x.shape[-1])).to(x.dtype)
             out = out.reshape(*x.shape[:-1], self.out_features)
             return out if bias is None else out + bias
-        weight = float_weight(self, self.dequantized_weight)
-        return F.linear(x, weight.to(x.dtype), bias)
+        dtype = _product_dtype(x)
+        weight = float_weight(self, self.dequantized_weight, dtype)
+        return F.linear(x, weight, None if bias is None else bias.to(dtype))
 
     def _kernel(self) -> Kernel | None:
         """The fused CPU kernel for few-row calls, built once from the saved tensors."""
@@ -163,6 +164,14 @@ class WeightOnlyLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"w{self.bits} group={group} {zero}"
         )
+
+
+def _product_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype ``F.linear`` will multiply in: autocast's where it is on, else ``x``'s."""
+    device = x.device.type
+    if x.is_floating_point() and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def bits_per_weight(module: nn.Module) -> float:

@@ -86,11 +86,20 @@ def reuse_float_weights() -> Iterator[None]:
         _FLOAT_WEIGHTS.reset(token)
 
 
-def float_weight(module: nn.Module, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``compute()``, or its cached value inside :func:`reuse_float_weights`."""
+def float_weight(
+    module: nn.Module, compute: Callable[[], torch.Tensor], dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``compute()`` in ``dtype``, or its cached value inside :func:`reuse_float_weights`.
+
+    Caching the weight in the dtype the product runs in (bf16 under autocast)
+    also saves the cast that would otherwise happen on every call.
+    """
     cache = _FLOAT_WEIGHTS.get()
     if cache is None:
-        return compute()
-    if id(module) not in cache:
-        cache[id(module)] = compute()
-    return cache[id(module)]
+        weight = compute()
+        return weight if dtype is None else weight.to(dtype)
+    key = (id(module), dtype)
+    if key not in cache:
+        weight = compute()
+        cache[key] = weight if dtype is None else weight.to(dtype)
+    return cache[key]

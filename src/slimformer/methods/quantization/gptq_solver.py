@@ -119,16 +119,30 @@ CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8)
 
 def _static_groups(
     w: torch.Tensor, scheme: QuantScheme, group: int, h: torch.Tensor | None
-) -> list[tuple]:
-    """Group parameters from the original (unpermuted) columns (``h``: see ``fit_grid``)."""
-    blocks = [slice(start, start + group) for start in range(0, w.shape[1], group)]
-    return [fit_grid(w[:, b], scheme, None if h is None else h[b, b]) for b in blocks]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales and zeros ``[rows, n_groups]`` from the original (unpermuted) columns.
+
+    All groups are fitted at once (``h``: see :func:`fit_grid`): each group is
+    one row of ``[rows * n_groups, group]``, weighted by its diagonal block of H.
+    """
+    rows, cols = w.shape
+    n_groups = cols // group
+    blocks = None
+    if h is not None:
+        starts = range(0, cols, group)
+        blocks = torch.stack([h[s : s + group, s : s + group] for s in starts])
+    scale, zero = fit_grid(w.reshape(rows * n_groups, group), scheme, blocks)
+    return scale.reshape(rows, n_groups), zero.reshape(rows, n_groups)
 
 
 def fit_grid(
     columns: torch.Tensor, scheme: QuantScheme, h_group: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's scale and zero for a group of ``columns`` ``[rows, g]``.
+
+    ``h_group`` is the group's ``[g, g]`` block of the Hessian, or ``[n, g, g]``
+    blocks when the rows of ``columns`` cycle through ``n`` groups (row ``r``
+    belongs to group ``r % n``).
 
     Without ``h_group`` the grid spans the row's min and max. With it, each
     row keeps the range ratio of :data:`CLIP_RATIOS` whose rounding error
@@ -154,7 +168,11 @@ def fit_grid(
 def _output_error(columns, scale, zero, scheme, h_group) -> torch.Tensor:
     codes = quantize_codes(columns, scale, zero, scheme.bits)
     delta = dequantize_codes(codes, scale, zero) - columns
-    return ((delta @ h_group) * delta).sum(dim=1)
+    if h_group.dim() == 2:
+        return ((delta @ h_group) * delta).sum(dim=1)
+    per_group = delta.reshape(-1, h_group.shape[0], delta.shape[1]).transpose(0, 1)
+    weighted = torch.bmm(per_group, h_group).transpose(0, 1).reshape(delta.shape)
+    return (weighted * delta).sum(dim=1)
 
 
 def _solve(w, h_inv, scheme, group, block, perm, static, grid_h):
@@ -171,8 +189,7 @@ def _solve(w, h_inv, scheme, group, block, perm, static, grid_h):
     scales = torch.zeros((rows, n_groups), dtype=torch.float32, device=w.device)
     zeros = torch.zeros_like(scales)
     if static is not None:
-        for index, (scale, zero) in enumerate(static):
-            scales[:, index], zeros[:, index] = scale, zero
+        scales, zeros = static
         order = (perm if perm is not None else torch.arange(cols, device=w.device)) // group
         column_scales = scales[:, order].T.contiguous()
         column_zeros = zeros[:, order].T.contiguous()
@@ -221,12 +238,20 @@ def _solve_block(w_t, h_rows, column_scales, column_zeros, maxq):
     Returns the codes (as floats) and the raw rounding errors, both ``[width, rows]``;
     ``h_rows`` are the block's rows of H^-1 divided by their diagonal entry.
     """
-    width = w_t.shape[0]
     q_block = torch.empty_like(w_t)
     err_block = torch.empty_like(w_t)
-    for i in range(width):
-        column, scale, zero = w_t[i], column_scales[i], column_zeros[i]
-        q = torch.div(column, scale, out=q_block[i]).round_().add_(zero).clamp_(0, maxq)
-        err = torch.sub(column, (q - zero).mul_(scale), out=err_block[i])
-        w_t[i:].addr_(h_rows[i, i:], err, alpha=-1)
+    # Row views made once per block: indexing in the loop would cost as much as the math.
+    views = zip(
+        w_t.unbind(0),
+        column_scales.unbind(0),
+        column_zeros.unbind(0),
+        q_block.unbind(0),
+        err_block.unbind(0),
+        h_rows.unbind(0),
+        strict=True,
+    )
+    for i, (column, scale, zero, q_out, err_out, h_row) in enumerate(views):
+        q = torch.div(column, scale, out=q_out).round_().add_(zero).clamp_(0, maxq)
+        err = torch.sub(column, (q - zero).mul_(scale), out=err_out)
+        w_t[i:].addr_(h_row[i:], err, alpha=-1)
     return q_block, err_block
