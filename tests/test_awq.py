@@ -154,7 +154,7 @@ def test_selected_layers_outside_the_stack_are_rounded(tiny_bert_cls_dir, calib)
     assert isinstance(slim.model.bert.pooler.dense, WeightOnlyLinear)
 
 
-def test_search_runs_on_the_first_search_samples_batches(tiny_llama_dir, calib, monkeypatch):
+def test_search_runs_on_the_first_batches_holding_search_tokens(tiny_llama_dir, calib, monkeypatch):
     seen: list = []
     original = BlockContext.forward
 
@@ -164,7 +164,7 @@ def test_search_runs_on_the_first_search_samples_batches(tiny_llama_dir, calib, 
 
     monkeypatch.setattr(BlockContext, "forward", spy)
     slim = slimformer.load(tiny_llama_dir, runtime="eager")
-    config = AWQ(bits=4, group_size=32, grid=2, search_samples=3)
+    config = AWQ(bits=4, group_size=32, grid=2, search_tokens=3 * 64 - 10)  # windows of 64
     slimformer.quantize_(slim, config, calibration=calib, progress=False)
     searched = [b for b in seen if b is not None and len(b) > 1]
     assert searched and all(b == [0, 1, 2] for b in searched)

@@ -73,15 +73,15 @@ class AWQ(WeightOnlySettings):
     method = "awq"
     family = "quantization"
 
-    # Each (group, grid point) runs the whole block on the search windows, so
-    # grid x search_samples sets the cost: 10 x 8 keeps smollm2-135m near two
-    # CPU-minutes per 4-bit run, where the reference grid of 20 on 16 windows
-    # took over ten.
+    # Each (group, grid point) runs the whole block on the search tokens, so
+    # grid x search_tokens sets the cost: 20 points on 2,048 tokens keep
+    # smollm2-135m to a few CPU-minutes, where 16 windows of 512 took over ten.
     grid: PositiveInt = Field(
-        default=10, description="Points of the scale exponent search, evenly in [0, 1)."
+        default=20, description="Points of the scale exponent search, evenly in [0, 1)."
     )
-    search_samples: PositiveInt = Field(
-        default=8, description="Calibration windows the scale search runs on (bounds its cost)."
+    search_tokens: PositiveInt = Field(
+        default=2048,
+        description="Calibration tokens the scale search runs on, in whole batches (its cost).",
     )
     clip_search: bool = Field(
         default=True,
@@ -120,6 +120,16 @@ def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
 # -- one run: the per-block steps ------------------------------------------------------
 
 
+def _search_batches(ctx: BlockContext, tokens: int) -> int:
+    """How many stored batches, from the first, hold at least ``tokens`` tokens (or all)."""
+    total = 0
+    for count, hidden in enumerate(ctx.inputs, start=1):
+        total += hidden.shape[0] * hidden.shape[1]
+        if total >= tokens:
+            return count
+    return len(ctx.inputs)
+
+
 @dataclass
 class _Group:
     """A scale group whose consumers are all selected, with their names in the block."""
@@ -146,7 +156,7 @@ class _AWQRun:
         scales: dict[str, Tensor] = {}
         clips: dict[str, Tensor] = {}
         if groups:  # no group, nothing to search: the block is plainly rounded
-            search = _BlockSearch(ctx, range(min(self.config.search_samples, len(ctx.inputs))))
+            search = _BlockSearch(ctx, range(_search_batches(ctx, self.config.search_tokens)))
             scales = self._fold_scales(ctx, search, groups)
             if self.config.clip_search and self.config.then == "rtn":
                 clips = search.clip_ratios(_clippable(groups, ctx), self.scheme)
@@ -241,7 +251,7 @@ def _clippable(groups: list[_Group], ctx: BlockContext) -> list[_Group]:
 
 
 class _BlockSearch:
-    """Output-error searches on the first ``search_samples`` stored batches of one block.
+    """Output-error searches on the first ``search_tokens`` stored tokens of one block.
 
     Calibration windows are drawn at random, so the first few are a random
     subset; the reference is the block's output on them before any change.
