@@ -229,3 +229,17 @@ def test_forward_on_a_subset_of_batches(tiny_llama_dir):
 
     slim = slimformer.load(tiny_llama_dir, runtime="eager")
     run_sequential(slim, ids, process, progress=False)
+
+
+def test_bf16_calibration_passes_keep_the_searches_in_float32(tiny_llama_dir, calib):
+    """Hooks fire inside the block's bf16 autocast; the clip search's grams must stay float32."""
+    from slimformer.methods.calibration_spec import CalibrationSpec
+
+    slim = slimformer.load(tiny_llama_dir, runtime="eager")
+    config = AWQ(bits=4, group_size=32, calibration=CalibrationSpec(compute_dtype="bfloat16"))
+    slimformer.quantize_(slim, config, calibration=calib, progress=False)
+    assert all(
+        torch.isfinite(m.dequantized_weight()).all()
+        for m in slim.model.modules()
+        if isinstance(m, WeightOnlyLinear)
+    )

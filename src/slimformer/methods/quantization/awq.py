@@ -407,7 +407,9 @@ class _GroupGram:
 
     def update(self, x: Tensor) -> None:
         blocks = x.float().reshape(x.shape[0], -1, self.g)
-        added = torch.einsum("ngi,ngj->gij", blocks, blocks)
+        # Hooks run inside the block's (possibly bf16) autocast; the gram stays float32.
+        with torch.autocast(x.device.type, enabled=False):
+            added = torch.einsum("ngi,ngj->gij", blocks, blocks)
         self.sum = added if self.sum is None else self.sum + added
         self.tokens += x.shape[0]
 
