@@ -103,11 +103,11 @@ def _lm_rows() -> list[Row]:
             "SmoothQuant W8A8, per-token activations",
             str(EXAMPLES / "smoothquant-w8a8.yaml"),
         ),
-        Row("lm-mixed-4.5", lm, "mixed 4.5 bits (4|8)", str(EXAMPLES / "mixed-4.5.yaml")),
+        Row("lm-mixed-4.5", lm, "mixed 4.5 bits (4 or 8)", str(EXAMPLES / "mixed-4.5.yaml")),
         Row(
             "lm-mixed-3.5",
             lm,
-            "mixed 3.5 bits (3|4|8)",
+            "mixed 3.5 bits (3, 4 or 8)",
             [
                 {
                     "method": "mixed_precision",
@@ -165,7 +165,7 @@ def _cls_rows() -> list[Row]:
         Row(
             "cls-mixed-4.5",
             cls,
-            "mixed 4.5 bits (4|8)",
+            "mixed 4.5 bits (4 or 8)",
             [
                 {
                     "method": "mixed_precision",

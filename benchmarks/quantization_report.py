@@ -120,9 +120,10 @@ def _notes() -> list[str]:
         "- Weight-only formats (RTN, GPTQ, AWQ, mixed) unpack their codes to floats for a prefill "
         "or a batch: there they are slower than fp32, and the table shows by how much. Their speed "
         "is for decoding, where fused kernels read the packed codes (W8 symmetric per-channel: "
-        "`_weight_int8pack_mm`; W4 groups of 32-256: `_weight_int4pack_mm_for_cpu`). W3 and the "
-        "8-bit layers of mixed precision with zero points have no fused kernel and dequantize on "
-        "every call: they save bytes, not time.",
+        "`_weight_int8pack_mm`; W4 groups of 32-256: `_weight_int4pack_mm_for_cpu`). "
+        "W3 layers and the 8-bit layers of mixed precision (which have zero points) have no "
+        "fused kernel and unpack their codes on every call: they save bytes, not time, and W3 "
+        "decoding is several times slower than fp32.",
         "- Static W8A8 and SmoothQuant run int8 matrix products with calibrated activation scales; "
         "int8 dynamic computes the scales per token at run time.",
         "- Disk MB is the whole saved folder, embeddings included (smollm2 ties its 28 M-parameter "
