@@ -202,7 +202,9 @@ def compress_row(row: Row, threads: int) -> dict[str, Any]:
         total, _ = disk_bytes(folder)
         identical = _reloads_identically(slim, folder)
     else:
-        total, identical = _peer_bytes(slim.model), None
+        from int8_dynamic import torch_save_bytes  # sibling benchmark: one way to size peers
+
+        total, identical = torch_save_bytes(slim.model), None
     quality = slimformer.evaluate(slim, _task_data(row), progress=False)
     return {
         "row": row.name,
@@ -248,15 +250,6 @@ def _apply_peer(model: torch.nn.Module, peer: str) -> None:
         return
     model.to(torch.bfloat16)  # torchao's int4 kernels take bf16 activations
     quantize_(model, Int4WeightOnlyConfig(group_size=64), filter_fn=is_target)
-
-
-def _peer_bytes(model: torch.nn.Module) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "state.pt"
-        torch.save(model.state_dict(), path)
-        return path.stat().st_size
 
 
 def _reloads_identically(slim, folder: Path) -> bool:

@@ -186,9 +186,10 @@ def _solve(w, h_inv, scheme, group, block, perm, static, grid_h):
     """
     rows, cols = w.shape
     n_groups = -(-cols // group)
-    scales = torch.zeros((rows, n_groups), dtype=torch.float32, device=w.device)
-    zeros = torch.zeros_like(scales)
-    if static is not None:
+    if static is None:  # filled group by group as the solve reaches each one
+        scales = torch.zeros((rows, n_groups), dtype=torch.float32, device=w.device)
+        zeros = torch.zeros_like(scales)
+    else:
         scales, zeros = static
         order = (perm if perm is not None else torch.arange(cols, device=w.device)) // group
         column_scales = scales[:, order].T.contiguous()
