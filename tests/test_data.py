@@ -315,3 +315,18 @@ def test_calibration_on_wiki_without_length_warning(tokenizer, wiki_dataset):
     assert not tokenizer.deprecation_warnings.get(
         "sequence-length-is-longer-than-the-specified-maximum"
     )
+
+
+def test_token_streams_are_cached_by_text_and_tokenizer(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMFORMER_CACHE", str(tmp_path))
+    user_cache = tmp_path
+    text = "a few words of text, tokenized once " * 20
+    first = tokenize_text(tokenizer, text)
+    entries = list((user_cache / "tokens").glob("*.pt"))
+    assert len(entries) == 1
+    again = tokenize_text(tokenizer, text)
+    assert torch.equal(first, again) and again.dtype == torch.long
+    entries[0].write_bytes(b"damaged")  # recomputed, never trusted
+    assert torch.equal(tokenize_text(tokenizer, text), first)
+    tokenize_text(tokenizer, text + " more")
+    assert len(list((user_cache / "tokens").glob("*.pt"))) == 2

@@ -29,6 +29,11 @@ from tqdm.auto import tqdm
 
 from slimformer.arch import get_adapter
 from slimformer.arch.base import Adapter, LayerParts
+from slimformer.calibrate_branches import (
+    branches_reproduce_block,
+    calibrate_branches,
+    usable_branches,
+)
 from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder, StopBlock
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -61,12 +66,18 @@ class _Batch:
     #: with bf16 instructions); None keeps the model's own precision.
     compute_dtype: torch.dtype | None = None
 
+    def autocast(self) -> torch.autocast:
+        """The precision context every pass over this batch runs in."""
+        return torch.autocast(
+            self.hidden.device.type,
+            dtype=self.compute_dtype,
+            enabled=self.compute_dtype is not None,
+        )
+
     def run(self, block: nn.Module, hidden: Tensor | None = None) -> Tensor:
         """The block's output hidden states on this batch (or on ``hidden`` instead)."""
         states = self.hidden if hidden is None else hidden
-        with torch.autocast(
-            states.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype is not None
-        ):
+        with self.autocast():
             if self.key is None:
                 out = block(states, *self.args, **self.kwargs)
             else:
@@ -137,6 +148,7 @@ def run_sequential(
     device: str | torch.device = "cpu",
     batch_size: int = 1,
     compute_dtype: torch.dtype | None = None,
+    true_sequential: bool = False,
     progress: bool = True,
 ) -> None:
     """Walk the model's blocks in order, calling ``process_block`` on each with its statistics.
@@ -148,6 +160,13 @@ def run_sequential(
     the stored activations live on ``device``. ``compute_dtype`` (e.g.
     ``torch.bfloat16``) runs the block passes under autocast: faster, with
     statistics still accumulated in float32; None keeps full precision.
+
+    ``true_sequential`` (for methods that compress linears independently given
+    their statistics, such as GPTQ) walks blocks the adapter describes as
+    residual branches branch by branch (see :mod:`slimformer.calibrate_branches`):
+    ``process_block`` is then called several times per block, each time with
+    only the linears whose inputs are now final (q/k/v, then o, ...), and each
+    block costs one forward pass instead of about 1.75. Other blocks run whole.
     """
     ids, mask = _split_calibration(calibration)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -160,10 +179,20 @@ def run_sequential(
         batches = _capture_inputs(model, stack, ids, mask, device, batch_size)
         for batch in batches:
             batch.compute_dtype = compute_dtype
-        names = {id(module): name for name, module in model.named_modules()}
+        walk = _Walk(
+            adapter=adapter,
+            stack=stack,
+            names={id(module): name for name, module in model.named_modules()},
+            batches=batches,
+            process_block=process_block,
+            collect=collect,
+            device=device,
+            branch_wise=true_sequential,
+        )
         for index in tqdm(range(len(stack)), desc="calibrate", unit="block", disable=not progress):
-            _calibrate_block(adapter, stack, index, names, batches, process_block, collect, device)
+            _calibrate_block(walk, index)
             _release(device)
+        del walk
     del batches
     _release(device)
     if isinstance(slim, SlimModel):
@@ -357,39 +386,82 @@ def _outside_on(model: nn.Module, stack: nn.ModuleList, device: torch.device) ->
 # -- step 2: one block -------------------------------------------------------------------
 
 
-def _calibrate_block(
-    adapter: Adapter,
-    stack: nn.ModuleList,
-    index: int,
-    names: dict[int, str],
-    batches: list[_Batch],
-    process_block: Callable[[BlockContext], None],
-    collect: Collect,
-    device: torch.device,
-) -> None:
+@dataclass
+class _Walk:
+    """What every block of one ``run_sequential`` call is calibrated with."""
+
+    adapter: Adapter
+    stack: nn.ModuleList
+    names: dict[int, str]
+    batches: list[_Batch]
+    process_block: Callable[[BlockContext], None]
+    collect: Collect
+    device: torch.device
+    #: Branch by branch where the adapter allows; set False once the first block says no.
+    branch_wise: bool = False
+    _checked: bool = False
+
+
+def _calibrate_block(walk: _Walk, index: int) -> None:
     """Statistics, the method's change, then the changed block's outputs as the next inputs."""
-    block = stack[index]
+    block = walk.stack[index]
     home = _device_of(block)
-    block.to(device)
+    block.to(walk.device)
     try:
-        linears = _linears_in(block, names)
-        ctx = BlockContext(
-            index=index,
-            layer=_layer_parts(adapter, index, block),
-            block=block,
-            linears=linears,
-            stats=_gather_stats(block, linears, batches, collect, device),
-            device=device,
-            num_blocks=len(stack),
-            _batches=batches,
-        )
-        process_block(ctx)
+        linears = _linears_in(block, walk.names)
+        layer = _layer_parts(walk.adapter, index, block)
+        branches = _branches(walk, layer, linears) if walk.branch_wise else None
+        if branches is not None:
+            _calibrate_by_branches(walk, index, layer, linears, branches)
+            return
+        ctx = _context(walk, index, layer, linears)
+        ctx.stats = _gather_stats(block, linears, walk.batches, walk.collect, walk.device)
+        walk.process_block(ctx)
         del ctx, linears  # modules the method replaced can be freed before the next pass
-        if index + 1 < len(stack):  # the last block's outputs feed nothing
-            _propagate(stack[index], batches)
+        if index + 1 < len(walk.stack):  # the last block's outputs feed nothing
+            _propagate(walk.stack[index], walk.batches)
     finally:
         if home is not None:
-            stack[index].to(home)
+            walk.stack[index].to(home)
+
+
+def _context(walk: _Walk, index: int, layer: LayerParts, linears, stats=None) -> BlockContext:
+    return BlockContext(
+        index=index,
+        layer=layer,
+        block=walk.stack[index],
+        linears=linears,
+        stats=stats or {},
+        device=walk.device,
+        num_blocks=len(walk.stack),
+        _batches=walk.batches,
+    )
+
+
+def _branches(walk: _Walk, layer: LayerParts, linears) -> list | None:
+    """The block's residual branches, if they cover it and (checked once) reproduce it."""
+    branches = walk.adapter.residual_branches(layer)
+    if not usable_branches(branches, linears):
+        return None
+    if not walk._checked:
+        walk._checked = True
+        walk.branch_wise = branches_reproduce_block(layer.module, branches, walk.batches[0])
+    return branches if walk.branch_wise else None
+
+
+def _calibrate_by_branches(walk: _Walk, index: int, layer: LayerParts, linears, branches) -> None:
+    def process(chosen, stats) -> None:
+        walk.process_block(_context(walk, index, layer, chosen, stats))
+
+    calibrate_branches(
+        branches,
+        linears,
+        walk.batches,
+        process,
+        walk.collect,
+        walk.device,
+        propagate=index + 1 < len(walk.stack),
+    )
 
 
 def _linears_in(block: nn.Module, names: dict[int, str]) -> dict[str, nn.Linear]:

@@ -213,6 +213,17 @@ class StatsRecorder:
         for stats in self.stats.values():
             stats.flush()
 
+    def feed(self, names: list[str], x: Tensor) -> None:
+        """Record ``x`` as the input of every linear in ``names`` without running them.
+
+        For callers that compute a linear's input themselves (the branch-wise
+        engine): the linears share one accumulator, as if their hooks had seen it.
+        """
+        first = self.stats[names[0]]
+        first.update(self._real_tokens(x), self.compute_dtype)
+        for name in names[1:]:
+            self.stats[name] = first
+
     def end_batch(self) -> None:
         """Learn from the first (whole) batch where later batches may stop.
 

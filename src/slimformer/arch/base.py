@@ -8,7 +8,9 @@ a model family means writing one adapter, not touching any method.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,6 +74,25 @@ class ScaleGroup:
     name: str
     producer: nn.Module | None
     consumers: list[nn.Module]
+
+
+@dataclass
+class ResidualBranch:
+    """One pre-norm residual branch of a block: ``h = h + output(inner(norm(h)))``.
+
+    ``inputs`` are the linears that read ``norm(h)`` directly (q/k/v, gate/up)
+    and ``output`` the linear whose result is the branch's whole contribution
+    (o, down). ``call`` runs ``module`` on the normed states with the keyword
+    arguments the block itself received (masks, rotary embeddings), as the
+    block does. Knowing this lets the calibration engine compute each linear's
+    inputs once, from the linears before it already compressed.
+    """
+
+    norm: nn.Module
+    module: nn.Module
+    inputs: list[nn.Module]
+    output: nn.Module
+    call: Callable[[nn.Module, torch.Tensor, dict[str, Any]], Any]
 
 
 class OutputRows(nn.Module):
@@ -192,6 +213,13 @@ class Adapter:
     def scale_groups(self, layer: LayerParts) -> list[ScaleGroup]:
         """Groups of linears sharing an input inside ``layer``; none for the generic model."""
         return []
+
+    def residual_branches(self, layer: LayerParts) -> list[ResidualBranch] | None:
+        """The block as pre-norm residual branches in order, or None if it is not one.
+
+        None (the default) makes the calibration engine run whole blocks.
+        """
+        return None
 
     def describe(self) -> dict:
         """A summary for reports: family, layer count, head geometry."""

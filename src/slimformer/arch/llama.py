@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
-from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts, ScaleGroup
+from torch import Tensor, nn
+
+from slimformer.arch.base import (
+    Adapter,
+    AttentionParts,
+    LayerParts,
+    MLPParts,
+    ResidualBranch,
+    ScaleGroup,
+)
 
 _FAMILY_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
@@ -74,3 +83,31 @@ class LlamaAdapter(Adapter):
             ScaleGroup("mlp_in", layer.norms["mlp_norm"], [mlp.gate, mlp.up]),
             ScaleGroup("mlp_out", mlp.up, [mlp.down]),
         ]
+
+    def residual_branches(self, layer: LayerParts) -> list[ResidualBranch]:
+        """Attention then MLP, each added to the residual stream after its own norm."""
+        att, mlp = layer.attention, layer.mlp
+        return [
+            ResidualBranch(
+                norm=layer.norms["attention_norm"],
+                module=att.module,
+                inputs=[att.q, att.k, att.v],
+                output=att.o,
+                call=_call_attention,
+            ),
+            ResidualBranch(
+                norm=layer.norms["mlp_norm"],
+                module=mlp.module,
+                inputs=[mlp.gate, mlp.up],
+                output=mlp.down,
+                call=_call_mlp,
+            ),
+        ]
+
+
+def _call_attention(module: nn.Module, hidden: Tensor, kwargs: dict[str, Any]) -> Any:
+    return module(hidden_states=hidden, **kwargs)
+
+
+def _call_mlp(module: nn.Module, hidden: Tensor, kwargs: dict[str, Any]) -> Any:
+    return module(hidden)

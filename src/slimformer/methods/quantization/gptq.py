@@ -9,8 +9,10 @@ layers correct for earlier layers' rounding.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
@@ -28,6 +30,9 @@ class GPTQ(WeightOnlySettings):
     method = "gptq"
     family = "quantization"
 
+    #: 2: ``true_sequential`` (default on) was added.
+    version: int = 2
+
     damp: PositiveFloat = Field(default=0.01, description="dampening, share of mean diag(H)")
     block_size: PositiveInt = 128
     act_order: bool = Field(
@@ -38,7 +43,20 @@ class GPTQ(WeightOnlySettings):
         default=True,
         description="fit each group's grid to the input Hessian instead of its min and max",
     )
+    true_sequential: bool = Field(
+        default=True,
+        description="solve q/k/v, then o, then gate/up, then down, each on the inputs the "
+        "already-quantized layers before it produce (one block pass instead of two)",
+    )
     calibration: CalibrationSpec = CalibrationSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_defaults(cls, data: Any) -> Any:
+        """Version 1 recipes predate ``true_sequential``: they keep solving whole blocks."""
+        if isinstance(data, dict) and data.get("version", 2) == 1:
+            data = {"true_sequential": False, **data}
+        return data
 
 
 def shared_input_groups(block, targets) -> list[list[str]]:
@@ -87,6 +105,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
         collect=Collect(xtx=True),
         device=context.device,
         compute_dtype=config.calibration.torch_dtype(),
+        true_sequential=config.true_sequential,
         progress=context.progress,
     )
     round_unvisited(slim, targets, scheme)
