@@ -76,10 +76,11 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class Evaluation:
-    """A held-out score: ``name`` for the progress bar, higher ``value`` is better."""
+    """A held-out score: ``name`` for the progress bar, ``value`` to rank checkpoints by."""
 
     name: str
     value: float
+    higher_is_better: bool = True
 
 
 @dataclass
@@ -233,7 +234,7 @@ class Trainer:
         self.module.train(was_training)
         self._metric_name = result.name
         self.evaluations.append((self.step, result.value))
-        if self.best is None or result.value > self.best:
+        if self.best is None or _better(result, self.best):
             self.best, self.best_step = result.value, self.step
             self._keep_best()
 
@@ -303,3 +304,7 @@ class Trainer:
         if self.best_step is not None and folder is not None and not (folder / BEST).is_file():
             self.best_step = None  # the best weights are gone: keep the last ones
         return True
+
+
+def _better(result: Evaluation, best: float) -> bool:
+    return result.value > best if result.higher_is_better else result.value < best
