@@ -6,6 +6,9 @@ A student learns from a frozen teacher through a weighted sum of losses
 same task and vocabulary.
 """
 
+import sys
+import types
+
 from slimformer.distill.api import DistillRun, distill, run_distillation
 from slimformer.distill.losses import (
     AttentionMSE,
@@ -33,3 +36,17 @@ __all__ = [
     "run_distillation",
     "select_layers",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``slimformer.distill`` is both this package and the verb.
+
+    Importing a subpackage makes it an attribute of its parent, which would
+    shadow the verb of the same name; calling the package calls the verb.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return distill(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
