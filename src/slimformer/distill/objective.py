@@ -3,7 +3,8 @@
 It is an ``nn.Module`` holding the student and the built losses (and so any
 learned projection), which is exactly what trains and what a checkpoint
 saves; the frozen teacher is held outside its parameters and runs in eval
-mode without gradients.
+mode without gradients (its own ``requires_grad`` flags are left alone, so
+students copied from it later still train).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ class DistillObjective(nn.Module):
         for config in self.configs:
             s, t = config.needs(self.student_shape, self.teacher_shape)
             self.student_needs, self.teacher_needs = self.student_needs | s, self.teacher_needs | t
-        for param in teacher.model.parameters():
-            param.requires_grad_(False)
         self.last_terms: dict[str, float] = {}
 
     @property
