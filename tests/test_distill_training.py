@@ -168,3 +168,15 @@ def test_distill_recipe_stage_uses_the_original_as_teacher(
     again = slimformer.load(out)
     assert again.config.num_hidden_layers == 1
     assert "method: distill" in (out / "recipe.yaml").read_text()
+
+
+def test_cli_distill_saves_a_student(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path, capsys):
+    from slimformer.cli import main
+
+    out = tmp_path / "student"
+    args = ["distill", str(tiny_bert_cls_dir), "--data", str(tiny_cls_jsonl), "--out", str(out)]
+    assert main([*args, "--layers", "1", "--max-steps", "1", "--batch-size", "4"]) == 0
+    assert slimformer.load(out).config.num_hidden_layers == 1
+    args[-1] = str(tmp_path / "other")
+    assert main([*args, "--layers", "1", "--losses", "hiden"]) == 2
+    assert "unknown loss 'hiden'" in capsys.readouterr().err
