@@ -9,7 +9,7 @@ from slimformer.methods import make_config, registered_methods
 from slimformer.recipe import Recipe
 
 #: Values for settings that have no default, by method.
-REQUIRED = {"finetune": {"dataset": "intent"}}
+REQUIRED = {"finetune": {"dataset": "intent"}, "distill": {"dataset": "intent"}}
 
 
 @pytest.mark.parametrize("name", sorted(registered_methods()))

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     _compress_parser(sub)
     _evaluate_parser(sub)
     _measure_parser(sub)
+    _distill_parser(sub)
     demo = _command(sub, "demo", "fine-tune MiniLM on intent, quantize to int8, report", _demo)
     demo.add_argument("--out", default="out/demo", help="report folder (default out/demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -105,6 +106,31 @@ def _measure_parser(sub) -> None:
     command.add_argument("--json", action="store_true", help="print JSON")
     _add_runtime_flag(command)
     _add_measure_flags(command)
+
+
+def _distill_parser(sub) -> None:
+    command = _command(sub, "distill", "distil a teacher into a smaller student", _distill)
+    command.add_argument("teacher", help="zoo name or model folder of the teacher")
+    command.add_argument("--data", required=True, help="task dataset (labelled; text for LMs)")
+    command.add_argument("--out", required=True, help="folder for the trained student")
+    student = command.add_mutually_exclusive_group()
+    student.add_argument("--student", help="a student model (default: cut from the teacher)")
+    student.add_argument("--layers", help="teacher layers the student keeps, e.g. 0,2,4")
+    student.add_argument("--every", type=int, help="keep one teacher layer in every N")
+    command.add_argument("--losses", default="logits", help="comma-separated loss kinds")
+    command.add_argument("--transfer", help="unlabelled text the teacher labels (e.g. wiki)")
+    command.add_argument("--transfer-limit", type=int, help="at most this many transfer texts")
+    command.add_argument("--epochs", type=int, default=3)
+    command.add_argument("--max-steps", type=int)
+    command.add_argument("--lr", type=float, default=1e-4)
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--max-length", type=int, default=64)
+    command.add_argument("--eval-every", type=int, help="evaluate every N steps")
+    command.add_argument("--checkpoint-dir", help="resumable checkpoints go here")
+    command.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
 # -- handlers --------------------------------------------------------------------
@@ -230,6 +256,45 @@ def _measure(args) -> None:
         print(
             f"  energy {result.energy.joules_per_sequence:.3f} J/sequence ({result.energy.method})"
         )
+
+
+def _distill(args) -> None:
+    from slimformer.distill import distill, select_layers
+    from slimformer.paths import check_output_dir
+    from slimformer.pipeline import save
+    from slimformer.zoo import load
+
+    check_output_dir(args.out, args.overwrite)
+    teacher = load(args.teacher, runtime="eager")
+    if args.student:
+        student = load(args.student, runtime="eager")
+    else:
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        every = args.every if args.every or layers else 2
+        student = select_layers(teacher, layers, every=None if layers else every)
+    train = {
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "eval_every": args.eval_every,
+        "checkpoint_dir": args.checkpoint_dir,
+        "checkpoint_every": args.checkpoint_every,
+        "seed": args.seed,
+        "device": args.device,
+    }
+    distill(
+        student,
+        teacher,
+        args.data,
+        losses=[name.strip() for name in args.losses.split(",") if name.strip()],
+        transfer=args.transfer,
+        transfer_limit=args.transfer_limit,
+        max_length=args.max_length,
+        train=train,
+    )
+    save(student, args.out, overwrite=args.overwrite)
+    print(f"saved the student to {args.out}")
 
 
 def _demo(args) -> None:

@@ -1,0 +1,231 @@
+"""The public verb: ``slimformer.distill(student, teacher, data, losses=...)``.
+
+::
+
+    teacher = slimformer.load("minilm-intent")
+    student = slimformer.select_layers(teacher, every=2)
+    slimformer.distill(student, teacher, "intent", losses=["logits", "hidden_mse"],
+                       transfer="wiki", train={"epochs": 5, "lr": 1e-4})
+
+Classifiers learn from labelled task data plus optional transfer text that
+the teacher labels on the fly, and are scored by accuracy on held-out
+examples; causal LMs learn from token windows and are scored by mean token
+loss on the validation split. The best-scoring weights are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from slimformer.data.registry import resolve_dataset
+from slimformer.distill.checks import check_pair
+from slimformer.distill.data import (
+    Collator,
+    Item,
+    holdout,
+    lm_windows,
+    task_items,
+    transfer_items,
+)
+from slimformer.distill.losses import parse_losses
+from slimformer.distill.objective import DistillObjective
+from slimformer.errors import SlimformerError
+from slimformer.evaluate.classification import predict
+from slimformer.model import SlimModel
+from slimformer.training.trainer import Callback, Evaluation, TrainConfig, Trainer, TrainResult
+
+
+@dataclass
+class DistillRun:
+    student: SlimModel
+    result: TrainResult
+
+
+def distill(
+    student: SlimModel | str | os.PathLike,
+    teacher: SlimModel | str | os.PathLike,
+    data: Any,
+    losses: Any = ("logits",),
+    **options: Any,
+) -> SlimModel:
+    """Train ``student`` to mimic ``teacher`` on ``data``; returns the trained student.
+
+    Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
+    ``train`` (a :class:`TrainConfig` or its settings), ``max_length``,
+    ``holdout`` (fraction held out for evaluation when the data has no
+    validation split), ``max_items`` (LM windows), ``callbacks``.
+    """
+    return run_distillation(student, teacher, data, losses, **options).student
+
+
+def run_distillation(
+    student: SlimModel | str | os.PathLike,
+    teacher: SlimModel | str | os.PathLike,
+    data: Any,
+    losses: Any = ("logits",),
+    *,
+    transfer: Any = None,
+    transfer_limit: int | None = None,
+    train: TrainConfig | dict | None = None,
+    max_length: int = 64,
+    holdout_fraction: float = 0.1,
+    max_items: int | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> DistillRun:
+    """:func:`distill`, also returning the training record (losses, evaluations)."""
+    student, teacher = _slim(student), _slim(teacher)
+    check_pair(student, teacher)
+    configs = parse_losses(losses)
+    train = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+    items, held, evaluate = _data(
+        student, data, transfer, transfer_limit, max_length, holdout_fraction, max_items, train
+    )
+    objective = DistillObjective(student, teacher, configs)
+    teacher.model.to(train.device)
+    student.model.to(train.device)
+    fingerprint = {
+        "losses": [c.model_dump(mode="json") for c in configs],
+        "data": _name(data),
+        "transfer": _name(transfer),
+        "transfer_limit": transfer_limit,
+        "max_length": max_length,
+        "holdout": holdout_fraction,
+        "student_layers": objective.student_shape.num_layers,
+    }
+    collate = Collator(items, student.tokenizer, max_length, train.device)
+    if evaluate is None and held:
+        evaluate = _heldout_loss(
+            objective,
+            Collator(held, student.tokenizer, max_length, train.device),
+            len(held),
+            train.batch_size,
+        )
+    trainer = Trainer(
+        objective,
+        objective,
+        len(items),
+        collate,
+        train,
+        evaluate=evaluate,
+        callbacks=callbacks,
+        fingerprint=fingerprint,
+        desc="distill",
+    )
+    result = trainer.fit()
+    student.model.eval()
+    student.refresh_adapter()
+    return DistillRun(student, result)
+
+
+def _slim(model: SlimModel | str | os.PathLike) -> SlimModel:
+    if isinstance(model, SlimModel):
+        return model
+    from slimformer.methods.apply import as_slim
+    from slimformer.zoo import load
+
+    if isinstance(model, torch.nn.Module):
+        return as_slim(model)
+    return load(model, runtime="eager", progress=False)
+
+
+def _name(data: Any) -> str | None:
+    return None if data is None else str(getattr(data, "name", data))
+
+
+def _data(student, data, transfer, transfer_limit, max_length, fraction, max_items, train):
+    """(train items, held-out items, evaluation) for the student's task."""
+    if student.task == "causal-lm":
+        return _lm_data(student, data, max_length, max_items, train)
+    if student.task == "classification":
+        items, dataset = task_items(data, "train")
+        if "validation" in dataset.splits:
+            held = [Item(text=e.text, label=e.label) for e in dataset.split("validation")]
+        else:
+            items, held = holdout(items, fraction, train.seed)
+        _non_empty(items, data)
+        if transfer is not None:
+            extra = transfer_items(transfer, transfer_limit, train.seed)
+            _non_empty(extra, transfer)
+            items = items + extra
+        evaluate = _accuracy(student, held, max_length, train) if held else None
+        return items, held, evaluate
+    texts = resolve_dataset(data).texts("train")
+    items = [Item(text=t) for t in texts]
+    if transfer is not None:
+        items += transfer_items(transfer, transfer_limit, train.seed)
+    _non_empty(items, data)
+    items, held = holdout(items, fraction, train.seed)
+    return items, held, None
+
+
+def _lm_data(student, data, max_length, max_items, train):
+    items = lm_windows(student.tokenizer, data, "train", max_length, max_items)
+    _non_empty(items, data)
+    dataset = resolve_dataset(data)
+    if "validation" in dataset.splits:
+        limit = max(1, min(16, len(items) // 4))
+        held = lm_windows(student.tokenizer, dataset, "validation", max_length, limit)
+    else:
+        items, held = holdout(items, 0.1, train.seed)
+    evaluate = _token_loss(student, held, train) if held else None
+    return items, held, evaluate
+
+
+def _non_empty(items: list, data: Any) -> None:
+    if not items:
+        raise SlimformerError(
+            f"dataset {_name(data)!r} gives no training examples",
+            "pass a dataset with examples (for text: at least one window of max_length tokens)",
+        )
+
+
+def _accuracy(student: SlimModel, held: list[Item], max_length: int, train: TrainConfig):
+    texts, labels = [i.text for i in held], [i.label for i in held]
+
+    def evaluate() -> Evaluation:
+        predictions = predict(
+            student.model, student.tokenizer, texts, 32, max_length, train.device, False
+        )
+        correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
+        return Evaluation("acc", correct / len(labels))
+
+    return evaluate
+
+
+def _token_loss(student: SlimModel, held: list[Item], train: TrainConfig):
+    ids = torch.tensor([item.ids for item in held])
+
+    def evaluate() -> Evaluation:
+        total = 0.0
+        for start in range(0, len(ids), 4):
+            batch = ids[start : start + 4].to(train.device)
+            logits = student.model(input_ids=batch).logits.float()
+            total += float(
+                torch.nn.functional.cross_entropy(
+                    logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
+                )
+            )
+        return Evaluation("token_loss", total / (ids.shape[0] * (ids.shape[1] - 1)), False)
+
+    return evaluate
+
+
+def _heldout_loss(objective: DistillObjective, collate: Collator, n: int, batch_size: int):
+    """Embedding models have no task score: rank checkpoints by held-out distillation loss."""
+
+    def evaluate() -> Evaluation:
+        total = 0.0
+        for start in range(0, n, batch_size):
+            indices = list(range(start, min(n, start + batch_size)))
+            total += float(objective(collate(indices))) * len(indices)
+        return Evaluation("heldout_loss", total / n, False)
+
+    return evaluate
+
+
+__all__ = ["DistillRun", "distill", "run_distillation"]

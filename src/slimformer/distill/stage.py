@@ -1,0 +1,97 @@
+"""The ``distill`` recipe stage: the model as it was before the recipe teaches the model now.
+
+Placed after pruning (or any structural change) it is the recovery stage;
+with ``layers`` it first cuts the current model down to those layers (a
+DistilBERT-style student) and then distils. ``teacher`` names another
+teacher (a zoo name or a folder) instead of the original.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from slimformer.distill.api import run_distillation
+from slimformer.distill.losses import AnyLoss, LogitsKD
+from slimformer.distill.select_layers import choose_layers, cut_layers
+from slimformer.errors import SlimformerError
+from slimformer.methods.base import MethodConfig, StageContext, register_method
+from slimformer.model import SlimModel
+from slimformer.training.precision import Precision
+
+
+class Distill(MethodConfig):
+    """Distil the original model (or a named teacher) into the model as it is now."""
+
+    method = "distill"
+    family = "distillation"
+    needs_original: ClassVar[bool] = True
+
+    dataset: str = Field(description="Task data: a labelled dataset, or text for LMs.")
+    transfer: str | None = Field(default=None, description="Text the teacher labels on the fly.")
+    transfer_limit: PositiveInt | None = None
+    losses: list[AnyLoss] = Field(default_factory=lambda: [LogitsKD()])
+    #: 0-based layers of the current model to keep before distilling (None: keep all).
+    layers: list[int] | None = None
+    teacher: str | None = None
+    max_length: PositiveInt = 64
+    max_items: PositiveInt | None = None
+    epochs: PositiveInt = 3
+    max_steps: PositiveInt | None = None
+    lr: PositiveFloat = 1e-4
+    batch_size: PositiveInt = 32
+    grad_accum: PositiveInt = 1
+    warmup: float = Field(default=0.1, ge=0.0, le=1.0)
+    eval_every: PositiveInt | None = None
+    seed: int = 0
+    precision: Precision = "auto"
+    checkpoint_dir: str | None = None
+    checkpoint_every: PositiveInt | None = None
+
+
+@register_method(Distill)
+def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> None:
+    teacher = _teacher(config, context)
+    if config.layers is not None:
+        cut_layers(slim, choose_layers(len(slim.adapter.layers()), config.layers, None))
+    train = {
+        key: getattr(config, key)
+        for key in (
+            "epochs",
+            "max_steps",
+            "lr",
+            "batch_size",
+            "grad_accum",
+            "warmup",
+            "eval_every",
+            "seed",
+            "precision",
+            "checkpoint_dir",
+            "checkpoint_every",
+        )
+    }
+    run_distillation(
+        slim,
+        teacher,
+        config.dataset,
+        list(config.losses),
+        transfer=config.transfer,
+        transfer_limit=config.transfer_limit,
+        max_length=config.max_length,
+        max_items=config.max_items,
+        train={**train, "device": context.device, "progress": context.progress},
+    )
+
+
+def _teacher(config: Distill, context: StageContext) -> SlimModel:
+    if config.teacher is not None:
+        from slimformer.zoo import load
+
+        return load(config.teacher, runtime="eager", progress=context.progress)
+    if context.original is None:
+        raise SlimformerError(
+            "the distill stage has no teacher: no original model was kept",
+            "run it through a recipe (slimformer compress) or set teacher: to a model",
+        )
+    return context.original

@@ -1,0 +1,310 @@
+"""The trainer every training method shares: distillation, fine-tuning, recovery.
+
+It owns the parts that are easy to get subtly wrong and dull to repeat:
+AdamW with linear warm-up and decay, gradient accumulation, bf16 autocast
+where the device supports it, evaluation every N steps on held-out data,
+keeping the best weights, and checkpoints that let an interrupted run resume
+at the same step with the same result. What is trained and how its loss is
+computed are the caller's: a module and a ``loss_fn(batch)``.
+
+Data order is a pure function of the seed: epoch ``e`` visits the items in
+``randperm(n)`` drawn from a generator seeded with ``(seed, e)``, so the
+position in the stream is one integer (micro-batches consumed), and a resumed
+run recomputes the order instead of storing it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from torch import nn
+from tqdm.auto import tqdm
+
+from slimformer.errors import SlimformerError
+from slimformer.training.checkpoint import (
+    BEST,
+    LAST,
+    check_same_settings,
+    load_checkpoint,
+    rng_states,
+    save_atomic,
+    set_rng_states,
+)
+from slimformer.training.precision import Precision, autocast
+from slimformer.training.schedule import warmup_linear_decay
+
+
+class TrainConfig(BaseModel):
+    """How to train: optimiser, schedule, batching, evaluation and checkpoints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: PositiveInt = 1
+    #: Stop after this many optimizer steps (overrides epochs when set).
+    max_steps: PositiveInt | None = None
+    lr: PositiveFloat = 5e-5
+    weight_decay: NonNegativeFloat = 0.01
+    #: Fraction of the optimizer steps spent warming the learning rate up.
+    warmup: float = Field(default=0.1, ge=0.0, le=1.0)
+    batch_size: PositiveInt = 16
+    #: Micro-batches whose gradients are summed before one optimizer step.
+    grad_accum: PositiveInt = 1
+    max_grad_norm: PositiveFloat | None = 1.0
+    #: Evaluate every N optimizer steps (and at the end); None: only at the end.
+    eval_every: PositiveInt | None = None
+    seed: int = 0
+    device: str = "cpu"
+    precision: Precision = "auto"
+    #: Where checkpoints go; None keeps the best weights in memory and cannot resume.
+    checkpoint_dir: str | None = None
+    #: Save a resumable checkpoint every N optimizer steps (needs checkpoint_dir).
+    checkpoint_every: PositiveInt | None = None
+    #: End with the best evaluated weights rather than the last ones.
+    load_best: bool = True
+    progress: bool = True
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a resumed run must share (not where or how loudly it runs)."""
+        return self.model_dump(exclude={"checkpoint_dir", "progress", "device"})
+
+
+@dataclass
+class Evaluation:
+    """A held-out score: ``name`` for the progress bar, ``value`` to rank checkpoints by."""
+
+    name: str
+    value: float
+    higher_is_better: bool = True
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float]
+    evaluations: list[tuple[int, float]]
+    best: float | None
+    best_step: int | None
+
+
+#: ``callback(trainer)`` runs after each optimizer step (after any checkpoint).
+Callback = Callable[["Trainer"], None]
+
+
+class Trainer:
+    """Trains ``module`` on ``n_items`` items that ``collate(indices)`` turns into a batch."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        loss_fn: Callable[[Any], torch.Tensor],
+        n_items: int,
+        collate: Callable[[Sequence[int]], Any],
+        config: TrainConfig,
+        *,
+        evaluate: Callable[[], Evaluation] | None = None,
+        callbacks: Sequence[Callback] = (),
+        fingerprint: dict[str, Any] | None = None,
+        desc: str = "train",
+    ) -> None:
+        if n_items < 1:
+            raise SlimformerError("the training data is empty", "pass a dataset with examples")
+        self.module, self.loss_fn, self.collate = module, loss_fn, collate
+        self.n_items, self.config = n_items, config
+        self.evaluate, self.callbacks, self.desc = evaluate, list(callbacks), desc
+        self.settings = {**config.resume_key(), "n_items": n_items, **(fingerprint or {})}
+        self.params = [p for p in module.parameters() if p.requires_grad and p.is_floating_point()]
+        if not self.params:
+            raise SlimformerError(
+                "the model has no trainable float weights (all layers are compressed)",
+                "train before quantizing",
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.total_steps = self._total_steps()
+        self.scheduler = warmup_linear_decay(
+            self.optimizer, self.total_steps, round(config.warmup * self.total_steps)
+        )
+        self.step = 0
+        self.losses: list[float] = []
+        self.evaluations: list[tuple[int, float]] = []
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.n_items / self.config.batch_size)
+
+    def _total_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return self.config.max_steps
+        return math.ceil(self.config.epochs * self.batches_per_epoch / self.config.grad_accum)
+
+    def _micro_batch(self, position: int) -> list[int]:
+        """The item indices of micro-batch ``position`` in the seeded stream."""
+        epoch, within = divmod(position, self.batches_per_epoch)
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.n_items, generator=generator)
+        size = self.config.batch_size
+        return order[within * size : (within + 1) * size].tolist()
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        """Train to the end (resuming from ``checkpoint_dir`` if a checkpoint is there)."""
+        config = self.config
+        if not self._resume():
+            torch.manual_seed(config.seed)
+        self.module.to(config.device).train()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=self.desc,
+            unit="step",
+            disable=not config.progress,
+        )
+        try:
+            while self.step < self.total_steps:
+                loss = self._optimizer_step()
+                self.losses.append(loss)
+                self.step += 1
+                self._after_step()
+                bar.update(1)
+                bar.set_postfix(self._postfix())
+        finally:
+            bar.close()
+        evaluated_last = bool(self.evaluations) and self.evaluations[-1][0] == self.step
+        if self.evaluate is not None and not evaluated_last:
+            self._evaluate()
+        self._finish()
+        return TrainResult(self.step, self.losses, self.evaluations, self.best, self.best_step)
+
+    def _optimizer_step(self) -> float:
+        config = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(config.grad_accum):
+            indices = self._micro_batch(self.step * config.grad_accum + micro)
+            with autocast(config.precision, config.device):
+                loss = self.loss_fn(self.collate(indices))
+            if not torch.isfinite(loss):
+                raise SlimformerError(
+                    f"the training loss became {float(loss)} at step {self.step + 1}",
+                    "lower lr, or train in fp32 (precision: fp32)",
+                )
+            (loss / config.grad_accum).backward()
+            total += float(loss.detach()) / config.grad_accum
+        if config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return total
+
+    def _after_step(self) -> None:
+        config = self.config
+        if self.evaluate is not None and config.eval_every and self.step % config.eval_every == 0:
+            self._evaluate()
+        if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+            self.save_checkpoint()
+        for callback in self.callbacks:
+            callback(self)
+
+    def _postfix(self) -> dict[str, str]:
+        recent = self.losses[-20:]
+        postfix = {"loss": f"{sum(recent) / len(recent):.4f}"}
+        if self.evaluations:
+            postfix[self._metric_name] = f"{self.evaluations[-1][1]:.4f}"
+        return postfix
+
+    # -- evaluation and the best weights ---------------------------------------------------
+    _metric_name = "eval"
+
+    def _evaluate(self) -> None:
+        was_training = self.module.training
+        self.module.eval()
+        with torch.no_grad():
+            result = self.evaluate()
+        self.module.train(was_training)
+        self._metric_name = result.name
+        self.evaluations.append((self.step, result.value))
+        if self.best is None or _better(result, self.best):
+            self.best, self.best_step = result.value, self.step
+            self._keep_best()
+
+    def _keep_best(self) -> None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()}
+        folder = self._checkpoint_dir()
+        if folder is None:
+            self._best_state = state
+            return
+        save_atomic({"state": state, "step": self.step, "value": self.best}, folder / BEST)
+
+    def _finish(self) -> None:
+        if not (self.config.load_best and self.best_step is not None):
+            return
+        if self.best_step == self.step:
+            return  # the last weights are the best ones
+        state = self._best_state
+        if state is None:
+            state = load_checkpoint(self._checkpoint_dir() / BEST)["state"]
+        self.module.load_state_dict(state)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _checkpoint_dir(self) -> Path | None:
+        if self.config.checkpoint_dir is None:
+            return None
+        folder = Path(self.config.checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def save_checkpoint(self) -> None:
+        """Write everything a resumed run needs (atomically; needs ``checkpoint_dir``)."""
+        folder = self._checkpoint_dir()
+        if folder is None:
+            raise SlimformerError(
+                "checkpoint_every is set but checkpoint_dir is not",
+                "set checkpoint_dir to a folder for the checkpoints",
+            )
+        payload = {
+            "settings": self.settings,
+            "step": self.step,
+            "module": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_states(),
+            "losses": self.losses,
+            "evaluations": self.evaluations,
+            "best": self.best,
+            "best_step": self.best_step,
+        }
+        save_atomic(payload, folder / LAST)
+
+    def _resume(self) -> bool:
+        folder = self._checkpoint_dir()
+        path = None if folder is None else folder / LAST
+        if path is None or not path.is_file():
+            return False
+        saved = load_checkpoint(path)
+        check_same_settings(saved["settings"], self.settings, path)
+        self.module.load_state_dict(saved["module"])
+        self.module.to(self.config.device)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        set_rng_states(saved["rng"])
+        self.step, self.losses = saved["step"], list(saved["losses"])
+        self.evaluations = [tuple(e) for e in saved["evaluations"]]
+        self.best, self.best_step = saved["best"], saved["best_step"]
+        if self.best_step is not None and folder is not None and not (folder / BEST).is_file():
+            self.best_step = None  # the best weights are gone: keep the last ones
+        return True
+
+
+def _better(result: Evaluation, best: float) -> bool:
+    return result.value > best if result.higher_is_better else result.value < best
