@@ -33,6 +33,7 @@ from slimformer.methods.quantization import (
     SmoothQuant,
     quantize_,
 )
+from slimformer.methods.structured import DropLayers, PruneHeads, PruneNeurons, prune_structure_
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
 
@@ -63,9 +64,12 @@ __all__ = [
     "GPTQ",
     "RTN",
     "W8A8",
+    "DropLayers",
     "FloatFormat",
     "Int8Dynamic",
     "MixedPrecision",
+    "PruneHeads",
+    "PruneNeurons",
     "Recipe",
     "SlimModel",
     "SlimformerError",
@@ -80,6 +84,7 @@ __all__ = [
     "load",
     "load_dataset",
     "measure_model",
+    "prune_structure_",
     "quantize_",
     "save",
 ]
