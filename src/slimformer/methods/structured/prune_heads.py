@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field, PositiveInt, model_validator
 
 from slimformer.arch.base import AttentionParts
@@ -56,6 +57,7 @@ def apply_prune_heads(slim: SlimModel, config: PruneHeads, context: StageContext
             "use a model family slimformer has an adapter for (BERT, Llama)",
         )
     units = [_unit_size(att, config) for att in atts]  # heads per unit of choice
+    _plan(atts, [torch.zeros(att.num_heads) for att in atts], units, config)  # fail before scoring
     scores = head_importance(slim, scoring_batches(slim, config, context), config.importance)
     plan = _plan(atts, scores, units, config)
     for index, (att, heads) in enumerate(zip(atts, plan, strict=True)):
