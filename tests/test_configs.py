@@ -9,7 +9,13 @@ from slimformer.methods import make_config, registered_methods
 from slimformer.recipe import Recipe
 
 #: Values for settings that have no default, by method.
-REQUIRED = {"finetune": {"dataset": "intent"}, "distill": {"dataset": "intent"}}
+REQUIRED = {
+    "finetune": {"dataset": "intent"},
+    "distill": {"dataset": "intent"},
+    "drop_layers": {"count": 1},
+    "prune_heads": {"fraction": 0.25},
+    "prune_neurons": {"fraction": 0.5},
+}
 
 
 @pytest.mark.parametrize("name", sorted(registered_methods()))

@@ -33,6 +33,7 @@ from slimformer.methods.quantization import (
     SmoothQuant,
     quantize_,
 )
+from slimformer.methods.structured import DropLayers, PruneHeads, PruneNeurons, prune_structure_
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
 
@@ -66,9 +67,12 @@ __all__ = [
     "GPTQ",
     "RTN",
     "W8A8",
+    "DropLayers",
     "FloatFormat",
     "Int8Dynamic",
     "MixedPrecision",
+    "PruneHeads",
+    "PruneNeurons",
     "Recipe",
     "SlimModel",
     "SlimformerError",
@@ -85,6 +89,7 @@ __all__ = [
     "load_dataset",
     "measure_model",
     "narrow",
+    "prune_structure_",
     "quantize_",
     "save",
     "select_layers",

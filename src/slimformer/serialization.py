@@ -20,6 +20,7 @@ import transformers
 from safetensors.torch import load_file
 from torch import nn
 
+from slimformer.arch.structure import constructing, rebuild_structure, saved_structure
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel, task_of
 from slimformer.nn.registry import compressed_modules, module_class, replace_module
@@ -34,12 +35,16 @@ def compression_metadata(model: nn.Module, methods: list[dict[str, Any]]) -> dic
         for name, module in compressed_modules(model).items()
     }
     kinds = sorted({entry["kind"] for entry in modules.values()})
-    return {
+    meta = {
         "format_version": FORMAT_VERSION,
         "quant_method": "+".join(kinds) if kinds else None,
         "methods": methods,
         "modules": modules,
     }
+    structure = saved_structure(model)  # per-layer sizes after structured pruning, if needed
+    if structure is not None:
+        meta["structure"] = structure
+    return meta
 
 
 def save_model_dir(slim: SlimModel, folder: str | os.PathLike) -> Path:
@@ -98,11 +103,13 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
             f"{folder} was saved in slimformer format {version}, newer than this version reads",
             "upgrade slimformer",
         )
-    model = (
-        model_class(config)
-        if model_class is not transformers.AutoModel
-        else (transformers.AutoModel.from_config(config))
-    )
+    structure = meta.get("structure")
+    with constructing(config, structure):
+        model = (
+            model_class(config)
+            if model_class is not transformers.AutoModel
+            else (transformers.AutoModel.from_config(config))
+        )
     # Float weights come back in the dtype they were saved in (a bf16 model stays bf16);
     # compressed modules are created after this and keep their own dtypes.
     model.to(_saved_dtype(config))
@@ -110,6 +117,8 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
         f"{folder} does not match its config.json", "the folder is damaged; save the model again"
     )
     try:
+        if structure:
+            rebuild_structure(model, structure)
         for name, entry in meta.get("modules", {}).items():
             replace_module(model, name, module_class(entry["kind"]).from_spec(entry["spec"]))
         state = _read_state_dict(folder)

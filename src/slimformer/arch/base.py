@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimformer.errors import SlimformerError
+
 #: The part names every adapter uses when it labels a linear layer.
 PARTS = ("embedding", "attention", "mlp", "head", "other")
 
@@ -37,6 +39,11 @@ class AttentionParts:
     num_kv_heads: int
     head_dim: int
 
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head (1 without grouped-query attention)."""
+        return self.num_heads // self.num_kv_heads
+
 
 @dataclass
 class MLPParts:
@@ -46,6 +53,21 @@ class MLPParts:
     up: nn.Module
     down: nn.Module
     gate: nn.Module | None = None
+
+    @property
+    def intermediate_size(self) -> int:
+        """Neurons between ``up`` and ``down``: the down projection's input width."""
+        return out_features(self.up)
+
+
+@dataclass(frozen=True)
+class LayerSizes:
+    """The sizes one layer's weights have: what structured pruning changes per layer."""
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
 
 
 @dataclass
@@ -57,6 +79,13 @@ class LayerParts:
     attention: AttentionParts | None = None
     mlp: MLPParts | None = None
     norms: dict[str, nn.Module] = field(default_factory=dict)
+
+    def sizes(self) -> LayerSizes | None:
+        """This layer's head geometry and MLP width, None where the adapter names no parts."""
+        att, mlp = self.attention, self.mlp
+        if att is None or mlp is None:
+            return None
+        return LayerSizes(att.num_heads, att.num_kv_heads, att.head_dim, mlp.intermediate_size)
 
 
 @dataclass
@@ -221,6 +250,45 @@ class Adapter:
         """
         return None
 
+    # -- structure: what structured pruning changes -----------------------------------
+    def set_attention_geometry(self, layer: LayerParts, num_heads: int, num_kv_heads: int) -> None:
+        """Tell ``layer``'s attention module its new head counts after its heads were sliced.
+
+        The projections are already sliced; a family adapter updates whatever
+        attributes its attention module reshapes by (BERT's ``all_head_size``,
+        Llama's ``num_key_value_groups``). The generic model has no head geometry.
+        """
+        raise SlimformerError(
+            f"removing attention heads is not supported for {type(self.model).__name__}",
+            "use a model family slimformer has an adapter for (BERT, Llama)",
+        )
+
+    def config_sizes(self) -> LayerSizes | None:
+        """The sizes every layer gets when the model class is built from its config."""
+        return None
+
+    def write_config_sizes(self, sizes: LayerSizes, num_layers: int) -> None:
+        """Record ``sizes`` (uniform, or the largest of each) and the layer count in the config."""
+        config = self.model.config
+        config.num_attention_heads = sizes.num_heads
+        config.intermediate_size = sizes.intermediate_size
+        config.num_hidden_layers = num_layers
+
+    def construction_overrides(self) -> dict:
+        """Config values under which the model class builds at all, before per-layer resizing.
+
+        Needed where a family derives a size from a changed count and refuses
+        some counts (BERT: head size = hidden size / heads); empty elsewhere.
+        """
+        return {}
+
+    def renumber_layers(self) -> None:
+        """After layers go, every ``layer_idx`` (a layer's KV-cache slot) is its position."""
+        for index, block in enumerate(self.layer_stack()):
+            for module in block.modules():
+                if isinstance(getattr(module, "layer_idx", None), int):
+                    module.layer_idx = index
+
     def describe(self) -> dict:
         """A summary for reports: family, layer count, head geometry."""
         layers = self.layers()
@@ -231,6 +299,12 @@ class Adapter:
                 num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim
             )
         return info
+
+
+def out_features(module: nn.Module) -> int:
+    """Output width of a linear-like module (plain or compressed)."""
+    width = getattr(module, "out_features", None)
+    return int(width) if width is not None else int(module.weight.shape[0])
 
 
 def _contains(parent: nn.Module, module: nn.Module) -> bool:

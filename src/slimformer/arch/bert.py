@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from slimformer.arch.base import Adapter, AttentionParts, LayerParts, MLPParts, ScaleGroup
+from slimformer.arch.base import (
+    Adapter,
+    AttentionParts,
+    LayerParts,
+    LayerSizes,
+    MLPParts,
+    ScaleGroup,
+)
 
 
 class BertAdapter(Adapter):
@@ -23,12 +30,12 @@ class BertAdapter(Adapter):
         return self._encoder_model().encoder.layer
 
     def layers(self) -> list[LayerParts]:
-        config = self.model.config
-        heads = config.num_attention_heads
-        head_dim = config.hidden_size // heads
         parts = []
         for index, layer in enumerate(self.layer_stack()):
             attention = layer.attention
+            # Read per layer from the module: structured pruning may leave layers different.
+            heads = attention.self.num_attention_heads
+            head_dim = attention.self.attention_head_size
             parts.append(
                 LayerParts(
                     index=index,
@@ -78,6 +85,32 @@ class BertAdapter(Adapter):
             ScaleGroup("mlp_in", None, [mlp.up]),
             ScaleGroup("mlp_out", None, [mlp.down]),
         ]
+
+    # -- structure -----------------------------------------------------------------
+    def set_attention_geometry(self, layer: LayerParts, num_heads: int, num_kv_heads: int) -> None:
+        """BERT reshapes by ``attention_head_size``; the counts must match the sliced q/k/v."""
+        module = layer.attention.module.self
+        module.num_attention_heads = num_heads
+        module.all_head_size = num_heads * module.attention_head_size
+
+    def config_sizes(self) -> LayerSizes:
+        config = self.model.config
+        heads = config.num_attention_heads
+        return LayerSizes(heads, heads, config.hidden_size // heads, config.intermediate_size)
+
+    def construction_overrides(self) -> dict:
+        """BERT builds heads of hidden_size / num_attention_heads: build with the original count.
+
+        A BERT config with fewer heads builds wider heads (or refuses a count
+        that does not divide the hidden size), so the class is built with the
+        count that gives the saved head size and each layer is then resized.
+        """
+        layers = self.layers()
+        if not layers:
+            return {}
+        return {
+            "num_attention_heads": self.model.config.hidden_size // layers[0].attention.head_dim
+        }
 
     def part_of(self, name: str) -> str:
         if ".pooler." in f".{name}.":

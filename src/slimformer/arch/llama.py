@@ -10,9 +10,11 @@ from slimformer.arch.base import (
     Adapter,
     AttentionParts,
     LayerParts,
+    LayerSizes,
     MLPParts,
     ResidualBranch,
     ScaleGroup,
+    out_features,
 )
 
 _FAMILY_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
@@ -34,13 +36,13 @@ class LlamaAdapter(Adapter):
         return self._base().layers
 
     def layers(self) -> list[LayerParts]:
-        config = self.model.config
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         parts = []
         for index, layer in enumerate(self.layer_stack()):
             attn, mlp = layer.self_attn, layer.mlp
+            # Read per layer from the projections: structured pruning may leave layers different.
+            head_dim = attn.head_dim
+            heads = out_features(attn.q_proj) // head_dim
+            kv_heads = out_features(attn.k_proj) // head_dim
             parts.append(
                 LayerParts(
                     index=index,
@@ -72,6 +74,24 @@ class LlamaAdapter(Adapter):
 
     def head(self) -> nn.Module | None:
         return getattr(self.model, "lm_head", None) or getattr(self.model, "score", None)
+
+    # -- structure -----------------------------------------------------------------
+    def set_attention_geometry(self, layer: LayerParts, num_heads: int, num_kv_heads: int) -> None:
+        """Llama repeats each key/value head ``num_key_value_groups`` times to meet the queries."""
+        layer.attention.module.num_key_value_groups = num_heads // num_kv_heads
+
+    def config_sizes(self) -> LayerSizes:
+        config = self.model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return LayerSizes(heads, kv_heads, head_dim, config.intermediate_size)
+
+    def write_config_sizes(self, sizes: LayerSizes, num_layers: int) -> None:
+        """Head size is written out too: Llama would otherwise derive it from the new head count."""
+        super().write_config_sizes(sizes, num_layers)
+        self.model.config.num_key_value_heads = sizes.num_kv_heads
+        self.model.config.head_dim = sizes.head_dim
 
     def scale_groups(self, layer: LayerParts) -> list[ScaleGroup]:
         """Pre-norm blocks: both norms fold; v folds into o unless heads are grouped."""

@@ -10,4 +10,9 @@ from slimformer.methods.quantization import (
     rtn,  # noqa: F401
     smoothquant,  # noqa: F401 - imports (so registers) w8a8 too
 )
+from slimformer.methods.structured import (
+    drop_layers,  # noqa: F401
+    prune_heads,  # noqa: F401
+    prune_neurons,  # noqa: F401
+)
 from slimformer.training import finetune_stage  # noqa: F401
