@@ -33,6 +33,11 @@ from slimformer.methods.quantization import (
     SmoothQuant,
     quantize_,
 )
+
+# isort: split
+# After quantization: slimformer.nn imports the quantization grid, and that package must
+# finish initialising before another method family pulls slimformer.nn in.
+from slimformer.methods.pruning import Magnitude, SparseGPT, Wanda, prune_
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
 
@@ -65,11 +70,14 @@ __all__ = [
     "W8A8",
     "FloatFormat",
     "Int8Dynamic",
+    "Magnitude",
     "MixedPrecision",
     "Recipe",
     "SlimModel",
     "SlimformerError",
     "SmoothQuant",
+    "SparseGPT",
+    "Wanda",
     "__version__",
     "calibration_windows",
     "compress",
@@ -80,6 +88,7 @@ __all__ = [
     "load",
     "load_dataset",
     "measure_model",
+    "prune_",
     "quantize_",
     "save",
 ]

@@ -1,5 +1,10 @@
 """Imports every built-in method so each registers itself once."""
 
+from slimformer.methods.pruning import (
+    magnitude,  # noqa: F401
+    sparsegpt,  # noqa: F401
+    wanda,  # noqa: F401
+)
 from slimformer.methods.quantization import (
     awq,  # noqa: F401
     float_format,  # noqa: F401
