@@ -44,8 +44,9 @@ def n_of_m_positions(weight: torch.Tensor, keep: torch.Tensor, n: int, m: int) -
     """Per group, the sorted positions of its kept weights ``[out, in / m, n]``.
 
     A group with fewer than ``n`` kept weights (a weight that was zero before
-    pruning stayed "pruned") fills up with its first pruned positions: they
-    hold zeros, so the decoded matrix is unchanged. More than ``n`` is a bug.
+    pruning stayed "pruned") fills up with its first pruned positions, whose
+    stored values are zero, so the decoded matrix is unchanged. More than
+    ``n`` is a bug.
     """
     rows, cols = weight.shape
     groups = keep.reshape(rows, cols // m, m)
@@ -63,6 +64,8 @@ def encode_n_of_m(
     rows, cols = weight.shape
     positions = n_of_m_positions(weight, keep, n, m)
     values = weight.reshape(rows, cols // m, m).gather(2, positions)
+    kept = keep.reshape(rows, cols // m, m).gather(2, positions)
+    values = torch.where(kept, values, torch.zeros_like(values))  # fill-up positions hold 0
     packed = pack(positions.reshape(rows, -1).to(torch.uint8), index_bits(m))
     return values.reshape(rows, -1).contiguous(), packed
 
