@@ -143,12 +143,14 @@ class SparseLinear(nn.Module):
         return [t for t in (self.dense_weight(), self.bias) if t is not None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self._weight(), self.bias)
+        return F.linear(x, self._weight(x), self.bias)
 
-    def _weight(self) -> torch.Tensor:
+    def _weight(self, x: torch.Tensor) -> torch.Tensor:
         """The dense weight: cached for the block during calibration, else for good."""
         if float_weights_cached():  # calibration: freed with the block, not kept per layer
-            return float_weight(self, self.dense_weight)
+            device = x.device.type
+            dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+            return float_weight(self, self.dense_weight, dtype)
         if "_dense" not in self.__dict__:
             self.__dict__["_dense"] = self.dense_weight()
         return self.__dict__["_dense"]
