@@ -33,6 +33,11 @@ from slimformer.methods.quantization import (
     SmoothQuant,
     quantize_,
 )
+
+# isort: split
+# After quantization: slimformer.nn imports the quantization grid, and that package must
+# finish initialising before another method family pulls slimformer.nn in.
+from slimformer.methods.pruning import Magnitude, SparseGPT, Wanda, prune_
 from slimformer.methods.structured import DropLayers, PruneHeads, PruneNeurons, prune_structure_
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
@@ -70,6 +75,7 @@ __all__ = [
     "DropLayers",
     "FloatFormat",
     "Int8Dynamic",
+    "Magnitude",
     "MixedPrecision",
     "PruneHeads",
     "PruneNeurons",
@@ -77,6 +83,8 @@ __all__ = [
     "SlimModel",
     "SlimformerError",
     "SmoothQuant",
+    "SparseGPT",
+    "Wanda",
     "__version__",
     "calibration_windows",
     "compress",
@@ -89,6 +97,7 @@ __all__ = [
     "load_dataset",
     "measure_model",
     "narrow",
+    "prune_",
     "prune_structure_",
     "quantize_",
     "save",

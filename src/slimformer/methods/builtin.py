@@ -1,6 +1,11 @@
 """Imports every built-in method so each registers itself once."""
 
 from slimformer.distill import stage as distill_stage  # noqa: F401
+from slimformer.methods.pruning import (
+    magnitude,  # noqa: F401
+    sparsegpt,  # noqa: F401
+    wanda,  # noqa: F401
+)
 from slimformer.methods.quantization import (
     awq,  # noqa: F401
     float_format,  # noqa: F401

@@ -10,11 +10,13 @@ from slimformer.nn.registry import (
     register_module,
     replace_module,
 )
+from slimformer.nn.sparse_linear import SparseLinear
 
 __all__ = [
     "InputScaled",
     "Int8DynamicLinear",
     "Int8StaticLinear",
+    "SparseLinear",
     "WeightOnlyLinear",
     "compressed_modules",
     "module_class",

@@ -86,6 +86,11 @@ def reuse_float_weights() -> Iterator[None]:
         _FLOAT_WEIGHTS.reset(token)
 
 
+def float_weights_cached() -> bool:
+    """Whether a :func:`reuse_float_weights` block cache is active (calibration passes)."""
+    return _FLOAT_WEIGHTS.get() is not None
+
+
 def float_weight(
     module: nn.Module, compute: Callable[[], torch.Tensor], dtype: torch.dtype | None = None
 ) -> torch.Tensor:

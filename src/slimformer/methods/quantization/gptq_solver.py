@@ -10,9 +10,8 @@ Details that matter for quality and robustness:
 
 - Lazy block updates: errors are applied inside a block of columns
   immediately and to the rest of the matrix once per block.
-- Dampening: a fraction of the mean Hessian diagonal is added to it; when the
-  Cholesky factorisation still fails (a singular Hessian), dampening grows
-  tenfold up to ``max_damp`` and then a clear error names the layer.
+- Dampening and dead inputs: see :mod:`slimformer.methods.hessian`, which
+  SparseGPT shares.
 - Groups: without reordering, each group's scale and zero point are computed
   from the columns as they are when the group starts (already corrected by
   earlier errors). With activation ordering the columns are processed by
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from slimformer.errors import SlimformerError
+from slimformer.methods.hessian import inverse_cholesky, prepare_hessian
 from slimformer.methods.quantization.grid import (
     QuantizedWeight,
     QuantScheme,
@@ -62,11 +62,7 @@ def gptq_quantize(
     instead of spanning its min and max.
     """
     scheme.validate(weight.shape[1], layer=name)
-    w = weight.detach().to(torch.float32).clone()
-    h = hessian.detach().to(torch.float32).clone()
-    dead = torch.diag(h) == 0
-    h[dead, dead] = 1.0
-    w[:, dead] = 0.0
+    w, h = prepare_hessian(weight, hessian)
     group = scheme.group_size or w.shape[1]
     perm = torch.argsort(torch.diag(h), descending=True) if act_order else None
     # One grid per row (no groups) is the same fitted up front as at column 0.
@@ -74,7 +70,7 @@ def gptq_quantize(
     static = _static_groups(w, scheme, group, grid_h) if act_order or group >= w.shape[1] else None
     if perm is not None:
         w, h = w[:, perm], h[perm][:, perm]
-    h_inv, used_damp = _inverse_cholesky(h, damp, max_damp, name)
+    h_inv, used_damp = inverse_cholesky(h, damp, max_damp, name)
     # Groups fitted as the solve reaches them need blocks of exactly one group (see _solve).
     block = block_size if static is not None else group
     codes, scales, zeros, loss = _solve(w, h_inv, scheme, group, block, perm, static, grid_h)
@@ -89,28 +85,6 @@ def gptq_quantize(
         codes=codes, scales=scales, zeros=zeros.round().to(torch.uint8), scheme=scheme
     )
     return GPTQResult(weight=result, damp=used_damp, loss=loss)
-
-
-def _inverse_cholesky(
-    h: torch.Tensor, damp: float, max_damp: float, name: str
-) -> tuple[torch.Tensor, float]:
-    """Upper Cholesky factor of H^-1, growing the dampening until it exists."""
-    mean_diag = torch.mean(torch.diag(h)).item()
-    current = damp
-    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
-    while current <= max_damp:
-        damped = h + current * mean_diag * eye
-        lower, info = torch.linalg.cholesky_ex(damped)
-        if info.item() == 0:
-            inverse = torch.cholesky_inverse(lower)
-            upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
-            if info.item() == 0 and torch.isfinite(upper).all():
-                return upper, current
-        current *= 10
-    raise SlimformerError(
-        f"the input Hessian of {name} stays singular even with dampening {max_damp}",
-        "use more or longer calibration windows, or exclude this layer",
-    )
 
 
 #: Range ratios tried by the Hessian-aware grid fit (1.0, no clipping, comes first).

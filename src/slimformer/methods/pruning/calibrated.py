@@ -1,0 +1,61 @@
+"""The loop Wanda and SparseGPT share: calibration windows, block sparsities, the engine.
+
+A method supplies only how to prune one block's selected linears at a given
+sparsity; this runs the sequential engine (each block pruned, its pruned
+outputs feeding the next, so later blocks adapt to earlier pruning),
+chooses each block's sparsity (uniform, or OWL), and magnitude-prunes
+selected layers the engine never visits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from slimformer.methods.base import StageContext
+from slimformer.methods.calibration_spec import calibration_tokens
+from slimformer.methods.pruning.allocation import outlier_ratios, owl_sparsities
+from slimformer.methods.pruning.replace import prune_unvisited
+from slimformer.methods.pruning.settings import CalibratedPruning
+from slimformer.model import SlimModel
+
+#: prune_block(block, names of its selected linears, sparsity)
+PruneBlock = Callable[[object, list[str], float], None]
+
+
+def run_calibrated_pruning(
+    slim: SlimModel,
+    config: CalibratedPruning,
+    context: StageContext,
+    prune_block: PruneBlock,
+    collect,
+) -> dict[str, nn.Linear]:
+    """Prune every selected linear of ``slim`` block by block; returns the selected layers."""
+    from slimformer.calibrate import run_sequential
+
+    targets = config.checked_targets(slim)
+    windows = calibration_tokens(slim, config.calibration, context.calibration)
+    dtype = config.calibration.torch_dtype()
+    target = config.target()
+    sparsities: dict[int, float] = {}
+    if config.allocation == "owl":
+        ratios = outlier_ratios(slim, windows, targets, config.owl_threshold, context, dtype)
+        sparsities = owl_sparsities(ratios, target, config.owl_lambda)
+
+    def process(block) -> None:
+        names = [name for name in block.linears if name in targets]
+        if names:
+            prune_block(block, names, sparsities.get(block.index, target))
+
+    run_sequential(
+        slim,
+        windows,
+        process,
+        collect=collect,
+        device=context.device,
+        compute_dtype=dtype,
+        progress=context.progress,
+    )
+    prune_unvisited(slim, targets, target, config.nm(), config.pattern)
+    return targets

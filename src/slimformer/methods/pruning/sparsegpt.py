@@ -1,0 +1,67 @@
+"""SparseGPT: second-order pruning that updates the remaining weights to undo the damage.
+
+Calibration windows run through the model one block at a time (the shared
+sequential engine, which gathers X^T X); each block's selected linears are
+pruned by the OBS solver (see ``sparsegpt_solver``), which zeroes weights
+column by column and compensates with the weights not yet visited. Linears
+that read one input (q/k/v, gate/up) share one Hessian and one solve.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from slimformer.methods.base import StageContext, register_method
+from slimformer.methods.pruning.calibrated import run_calibrated_pruning
+from slimformer.methods.pruning.replace import install_pruned
+from slimformer.methods.pruning.settings import CalibratedPruning
+from slimformer.methods.pruning.sparsegpt_solver import sparsegpt_prune
+from slimformer.model import SlimModel
+
+
+class SparseGPT(CalibratedPruning):
+    """SparseGPT: prune with the OBS weight update, solved block by block from data."""
+
+    method = "sparsegpt"
+    family = "pruning"
+
+    damp: PositiveFloat = Field(default=0.01, description="dampening, share of mean diag(H)")
+    block_size: PositiveInt = Field(
+        default=128, description="columns per lazy batch (and per unstructured mask choice)"
+    )
+
+
+def shared_input_groups(block, names: list[str]) -> list[list[str]]:
+    """``names`` grouped by the input they read (one statistics object per input)."""
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(id(block.stats[name]), []).append(name)
+    return list(groups.values())
+
+
+@register_method(SparseGPT)
+def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -> None:
+    from slimformer.calibrate import Collect
+
+    nm = config.nm()
+
+    def prune_block(block, names: list[str], sparsity: float) -> None:
+        for group in shared_input_groups(block, names):
+            linears = [block.linears[name] for name in group]
+            rows = [linear.out_features for linear in linears]
+            result = sparsegpt_prune(
+                torch.cat([linear.weight for linear in linears]),
+                block.stats[group[0]].hessian(),
+                sparsity,
+                nm,
+                row_splits=rows,
+                damp=config.damp,
+                block_size=config.block_size,
+                name=" + ".join(group),
+            )
+            parts = zip(result.weight.split(rows), result.keep.split(rows), strict=True)
+            for name, linear, (weight, keep) in zip(group, linears, parts, strict=True):
+                install_pruned(slim, name, linear, weight, keep, config.pattern)
+
+    run_calibrated_pruning(slim, config, context, prune_block, Collect(xtx=True))
