@@ -117,6 +117,20 @@ class BlockContext:
         """Per batch, the ``[batch, length]`` bool mask of real tokens (None: all real)."""
         return [batch.mask for batch in self._batches]
 
+    def shared_input_groups(self, names: Sequence[str]) -> list[list[str]]:
+        """``names`` grouped by the input they read (q/k/v, gate/up), in block order.
+
+        Linears reading one input share one statistics object, and methods
+        that treat weight rows independently given the input (GPTQ,
+        SparseGPT) solve each group as one stacked matrix: the same result
+        with a fraction of the per-column work.
+        """
+        groups: dict[int, list[str]] = {}
+        for name in self.linears:
+            if name in names:
+                groups.setdefault(id(self.stats[name]), []).append(name)
+        return list(groups.values())
+
     def forward(
         self, inputs: Sequence[Tensor] | None = None, batches: Sequence[int] | None = None
     ) -> list[Tensor]:

@@ -55,6 +55,7 @@ def run_calibrated_pruning(
         collect=collect,
         device=context.device,
         compute_dtype=dtype,
+        true_sequential=config.true_sequential,
         progress=context.progress,
     )
     prune_unvisited(slim, targets, target, config.nm(), config.pattern)

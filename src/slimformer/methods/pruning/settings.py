@@ -116,6 +116,11 @@ class CalibratedPruning(PruningSettings):
     """Pruning that learns from data: calibration text and per-layer sparsity allocation."""
 
     calibration: CalibrationSpec = CalibrationSpec()
+    true_sequential: bool = Field(
+        default=True,
+        description="prune q/k/v, then o, then gate/up, then down, each on the inputs the "
+        "already-pruned layers before it produce (one block pass instead of two)",
+    )
     allocation: Literal["uniform", "owl"] = Field(
         default="uniform",
         description="'uniform': every layer at the target; 'owl': blocks with more "

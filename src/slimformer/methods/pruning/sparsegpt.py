@@ -32,14 +32,6 @@ class SparseGPT(CalibratedPruning):
     )
 
 
-def shared_input_groups(block, names: list[str]) -> list[list[str]]:
-    """``names`` grouped by the input they read (one statistics object per input)."""
-    groups: dict[int, list[str]] = {}
-    for name in names:
-        groups.setdefault(id(block.stats[name]), []).append(name)
-    return list(groups.values())
-
-
 @register_method(SparseGPT)
 def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -> None:
     from slimformer.calibrate import Collect
@@ -47,7 +39,7 @@ def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -
     nm = config.nm()
 
     def prune_block(block, names: list[str], sparsity: float) -> None:
-        for group in shared_input_groups(block, names):
+        for group in block.shared_input_groups(names):
             linears = [block.linears[name] for name in group]
             rows = [linear.out_features for linear in linears]
             result = sparsegpt_prune(

@@ -59,20 +59,6 @@ class GPTQ(WeightOnlySettings):
         return data
 
 
-def shared_input_groups(block, targets) -> list[list[str]]:
-    """The block's target linears, grouped by the input they read (q/k/v, gate/up).
-
-    GPTQ treats weight rows independently given the input Hessian, so layers
-    that read one input are solved as one stacked matrix: the same result,
-    with a third of the per-column work for q, k and v.
-    """
-    groups: dict[int, list[str]] = {}
-    for name in block.linears:
-        if name in targets:
-            groups.setdefault(id(block.stats[name]), []).append(name)
-    return list(groups.values())
-
-
 @register_method(GPTQ)
 def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
     from slimformer.calibrate import Collect, run_sequential
@@ -82,7 +68,7 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
     windows = calibration_tokens(slim, config.calibration, context.calibration)
 
     def process(block) -> None:
-        for names in shared_input_groups(block, targets):
+        for names in block.shared_input_groups(targets):
             linears = [block.linears[name] for name in names]
             solved = gptq_quantize(
                 torch.cat([linear.weight for linear in linears]),
