@@ -161,3 +161,38 @@ def test_generic_blocks_without_branches_run_whole():
         Net(), torch.randint(0, 50, (2, 5)), _collect(seen), true_sequential=True, progress=False
     )
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("true_sequential", [True, False])
+def test_replaced_layers_are_freed_as_the_walk_goes(tiny_llama_dir, true_sequential):
+    """Nothing may hold an earlier block's replaced layers: their weights would stay resident."""
+    import gc
+    import weakref
+
+    from slimformer.nn import replace_module
+
+    slim = load_model_dir(tiny_llama_dir)
+    replaced: list = []
+    alive_after: list[int] = []
+
+    def replace(ctx: BlockContext) -> None:
+        earlier = [ref for index, ref in replaced if index < ctx.index]
+        alive_after.append(sum(ref() is not None for ref in earlier))
+        for name, linear in ctx.linears.items():
+            replaced.append((ctx.index, weakref.ref(linear)))
+            copy = nn.Linear(linear.in_features, linear.out_features, bias=False)
+            replace_module(slim.model, name, copy)
+
+    gc.disable()  # freed by reference counting alone, not whenever a collection runs
+    try:
+        run_sequential(
+            slim,
+            _windows(),
+            replace,
+            collect=STATS,
+            true_sequential=true_sequential,
+            progress=False,
+        )
+    finally:
+        gc.enable()
+    assert len(replaced) == 2 * 7 and max(alive_after) == 0

@@ -12,8 +12,9 @@ calibration pass before pruning starts.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
-from torch import nn
 
 from slimformer.methods.base import StageContext
 from slimformer.model import SlimModel
@@ -22,7 +23,7 @@ from slimformer.model import SlimModel
 def outlier_ratios(
     slim: SlimModel,
     windows: torch.Tensor,
-    targets: dict[str, nn.Linear],
+    targets: Collection[str],
     threshold: float,
     context: StageContext,
     compute_dtype: torch.dtype | None,

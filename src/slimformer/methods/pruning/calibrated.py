@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
-
 from slimformer.methods.base import StageContext
 from slimformer.methods.calibration_spec import calibration_tokens
 from slimformer.methods.pruning.allocation import outlier_ratios, owl_sparsities
@@ -30,11 +28,12 @@ def run_calibrated_pruning(
     context: StageContext,
     prune_block: PruneBlock,
     collect,
-) -> dict[str, nn.Linear]:
-    """Prune every selected linear of ``slim`` block by block; returns the selected layers."""
+) -> None:
+    """Prune every selected linear of ``slim`` block by block."""
     from slimformer.calibrate import run_sequential
 
-    targets = config.checked_targets(slim)
+    # Names only: holding the modules would keep every replaced float weight alive to the end.
+    targets = dict.fromkeys(config.checked_targets(slim))
     windows = calibration_tokens(slim, config.calibration, context.calibration)
     dtype = config.calibration.torch_dtype()
     target = config.target()
@@ -59,4 +58,3 @@ def run_calibrated_pruning(
         progress=context.progress,
     )
     prune_unvisited(slim, targets, target, config.nm(), config.pattern)
-    return targets

@@ -101,10 +101,9 @@ def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
     from slimformer.calibrate import Collect, run_sequential
 
     scheme = config.scheme()
-    targets = config.checked_targets(slim)
     windows = calibration_tokens(slim, config.calibration, context.calibration)
-    run = _AWQRun(slim, config, scheme, set(targets))
-    del targets  # hold names only, so replaced float layers can be freed block by block
+    # Names only: holding the modules would keep every replaced float weight alive to the end.
+    run = _AWQRun(slim, config, scheme, set(config.checked_targets(slim)))
     run_sequential(
         slim,
         windows,

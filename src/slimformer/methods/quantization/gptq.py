@@ -64,7 +64,8 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
     from slimformer.calibrate import Collect, run_sequential
 
     scheme = config.scheme()
-    targets = config.checked_targets(slim)
+    # Names only: holding the modules would keep every replaced float weight alive to the end.
+    targets = dict.fromkeys(config.checked_targets(slim))
     windows = calibration_tokens(slim, config.calibration, context.calibration)
 
     def process(block) -> None:
