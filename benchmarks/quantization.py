@@ -379,6 +379,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fresh", action="store_true", help="forget finished rows and redo them")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder for the report (a partial run's own)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -394,7 +397,8 @@ def main() -> None:
         results[name]["latency"] = latency
     from quantization_report import write_report
 
-    write_report(rows, results, _machine(args.threads), RESULTS)
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_report(rows, results, _machine(args.threads), args.results)
 
 
 def _machine(threads: int) -> dict[str, Any]:
