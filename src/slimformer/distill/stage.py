@@ -48,6 +48,8 @@ class Distill(MethodConfig):
     precision: Precision = "auto"
     checkpoint_dir: str | None = None
     checkpoint_every: PositiveInt | None = None
+    #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
+    cache_teacher: bool = False
 
 
 @register_method(Distill)
@@ -80,6 +82,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         transfer_limit=config.transfer_limit,
         max_length=config.max_length,
         max_items=config.max_items,
+        cache_teacher=config.cache_teacher,
         train={**train, "device": context.device, "progress": context.progress},
     )
 
