@@ -39,6 +39,8 @@ class Distill(MethodConfig):
     max_items: PositiveInt | None = None
     epochs: PositiveInt = 3
     max_steps: PositiveInt | None = None
+    #: Wall-clock budget in minutes (a fixed CPU budget); pair it with max_steps.
+    max_minutes: PositiveFloat | None = None
     lr: PositiveFloat = 1e-4
     batch_size: PositiveInt = 32
     grad_accum: PositiveInt = 1
@@ -62,6 +64,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         for key in (
             "epochs",
             "max_steps",
+            "max_minutes",
             "lr",
             "batch_size",
             "grad_accum",
