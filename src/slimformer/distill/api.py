@@ -34,9 +34,11 @@ from slimformer.distill.data import (
 )
 from slimformer.distill.losses import parse_losses
 from slimformer.distill.objective import DistillObjective
+from slimformer.distill.teacher_cache import CachedTeacher, CachingCollator
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.classification import predict
 from slimformer.model import SlimModel
+from slimformer.training.precision import autocast
 from slimformer.training.trainer import Callback, Evaluation, TrainConfig, Trainer, TrainResult
 
 
@@ -58,7 +60,9 @@ def distill(
     Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
     ``train`` (a :class:`TrainConfig` or its settings), ``max_length``,
     ``holdout`` (fraction held out for evaluation when the data has no
-    validation split), ``max_items`` (LM windows), ``callbacks``.
+    validation split), ``max_items`` (LM windows), ``cache_teacher`` (store the
+    frozen teacher's outputs on disk and reuse them across epochs and runs),
+    ``callbacks``.
     """
     return run_distillation(student, teacher, data, losses, **options).student
 
@@ -75,6 +79,7 @@ def run_distillation(
     max_length: int = 64,
     holdout_fraction: float = 0.1,
     max_items: int | None = None,
+    cache_teacher: bool = False,
     callbacks: Sequence[Callback] = (),
 ) -> DistillRun:
     """:func:`distill`, also returning the training record (losses, evaluations)."""
@@ -98,6 +103,10 @@ def run_distillation(
         "student_layers": objective.student_shape.num_layers,
     }
     collate = Collator(items, student.tokenizer, max_length, train.device)
+    if cache_teacher:
+        with autocast(train.precision, train.device):
+            cache = CachedTeacher.build(objective, items, collate, train.batch_size)
+        collate = CachingCollator(collate, cache)
     if evaluate is None and held:
         evaluate = _heldout_loss(
             objective,

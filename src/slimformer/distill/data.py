@@ -18,6 +18,7 @@ import torch
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset
+from slimformer.distill.outputs import Outputs
 from slimformer.errors import SlimformerError
 
 UNLABELLED = -100
@@ -38,6 +39,8 @@ class Batch:
     inputs: dict[str, torch.Tensor]
     labels: torch.Tensor | None
     indices: list[int]
+    #: The teacher's outputs when they come from the on-disk cache (else computed live).
+    teacher: Outputs | None = None
 
 
 def task_items(dataset, split: str = "train") -> tuple[list[Item], ClassificationDataset]:

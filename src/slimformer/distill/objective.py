@@ -52,7 +52,7 @@ class DistillObjective(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         student = self._slims[0]
-        teacher_out = self.teacher_outputs(batch)
+        teacher_out = batch.teacher if batch.teacher is not None else self.teacher_outputs(batch)
         student_out = run_model(
             student, self.student_shape, _inputs(student, batch), self.student_needs
         )

@@ -39,6 +39,8 @@ class Distill(MethodConfig):
     max_items: PositiveInt | None = None
     epochs: PositiveInt = 3
     max_steps: PositiveInt | None = None
+    #: Wall-clock budget in minutes (a fixed CPU budget); pair it with max_steps.
+    max_minutes: PositiveFloat | None = None
     lr: PositiveFloat = 1e-4
     batch_size: PositiveInt = 32
     grad_accum: PositiveInt = 1
@@ -48,6 +50,8 @@ class Distill(MethodConfig):
     precision: Precision = "auto"
     checkpoint_dir: str | None = None
     checkpoint_every: PositiveInt | None = None
+    #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
+    cache_teacher: bool = False
 
 
 @register_method(Distill)
@@ -60,6 +64,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         for key in (
             "epochs",
             "max_steps",
+            "max_minutes",
             "lr",
             "batch_size",
             "grad_accum",
@@ -80,6 +85,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         transfer_limit=config.transfer_limit,
         max_length=config.max_length,
         max_items=config.max_items,
+        cache_teacher=config.cache_teacher,
         train={**train, "device": context.device, "progress": context.progress},
     )
 

@@ -16,6 +16,7 @@ run recomputes the order instead of storing it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,10 @@ class TrainConfig(BaseModel):
     epochs: PositiveInt = 1
     #: Stop after this many optimizer steps (overrides epochs when set).
     max_steps: PositiveInt | None = None
+    #: A wall-clock budget: stop after the first step that ends past it (a fixed CPU
+    #: budget). The schedule still decays over the planned steps, so set max_steps to
+    #: about what fits in the budget.
+    max_minutes: PositiveFloat | None = None
     lr: PositiveFloat = 5e-5
     weight_decay: NonNegativeFloat = 0.01
     #: Fraction of the optimizer steps spent warming the learning rate up.
@@ -137,6 +142,8 @@ class Trainer:
         self.best: float | None = None
         self.best_step: int | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
+        #: Training seconds so far, carried across a resume (for max_minutes).
+        self.elapsed = 0.0
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -170,11 +177,13 @@ class Trainer:
             unit="step",
             disable=not config.progress,
         )
+        started = time.perf_counter() - self.elapsed
         try:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not self._out_of_time():
                 loss = self._optimizer_step()
                 self.losses.append(loss)
                 self.step += 1
+                self.elapsed = time.perf_counter() - started
                 self._after_step()
                 bar.update(1)
                 bar.set_postfix(self._postfix())
@@ -206,6 +215,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         return total
+
+    def _out_of_time(self) -> bool:
+        budget = self.config.max_minutes
+        return budget is not None and self.elapsed >= 60.0 * budget
 
     def _after_step(self) -> None:
         config = self.config
@@ -283,6 +296,7 @@ class Trainer:
             "evaluations": self.evaluations,
             "best": self.best,
             "best_step": self.best_step,
+            "elapsed": self.elapsed,
         }
         save_atomic(payload, folder / LAST)
 
@@ -301,6 +315,7 @@ class Trainer:
         self.step, self.losses = saved["step"], list(saved["losses"])
         self.evaluations = [tuple(e) for e in saved["evaluations"]]
         self.best, self.best_step = saved["best"], saved["best_step"]
+        self.elapsed = float(saved.get("elapsed", 0.0))
         if self.best_step is not None and folder is not None and not (folder / BEST).is_file():
             self.best_step = None  # the best weights are gone: keep the last ones
         return True
