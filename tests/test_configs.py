@@ -13,6 +13,7 @@ REQUIRED = {
     "finetune": {"dataset": "intent"},
     "distill": {"dataset": "intent"},
     "drop_layers": {"count": 1},
+    "movement": {"sparsity": 0.5, "dataset": "intent"},
     "prune_heads": {"fraction": 0.25},
     "prune_neurons": {"fraction": 0.5},
 }

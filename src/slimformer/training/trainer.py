@@ -116,6 +116,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         fingerprint: dict[str, Any] | None = None,
         desc: str = "train",
+        param_groups: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         if n_items < 1:
             raise SlimformerError("the training data is empty", "pass a dataset with examples")
@@ -129,9 +130,10 @@ class Trainer:
                 "the model has no trainable float weights (all layers are compressed)",
                 "train before quantizing",
             )
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=config.lr, weight_decay=config.weight_decay
-        )
+        # param_groups: optimizer groups with their own lr / weight decay (for
+        # instance movement-pruning scores); the schedule scales every group alike.
+        groups = list(param_groups) if param_groups is not None else [{"params": self.params}]
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.total_steps = self._total_steps()
         self.scheduler = warmup_linear_decay(
             self.optimizer, self.total_steps, round(config.warmup * self.total_steps)
