@@ -202,3 +202,18 @@ def eager_outputs(slim, tokenizer) -> torch.Tensor:
     with torch.no_grad():
         out = slim.model(**inputs)
     return out.last_hidden_state if slim.task == "embedding" else out.logits
+
+
+def synthetic_layer(out_features=48, in_features=128, tokens=2048, seed=0):
+    """A weight and correlated inputs with a few outlier channels, like real activations."""
+    gen = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(in_features, in_features, generator=gen) / in_features**0.5
+    x = torch.randn(tokens, in_features, generator=gen) @ mixing
+    x[:, :4] *= 8.0
+    weight = torch.randn(out_features, in_features, generator=gen) * 0.05
+    return weight, x
+
+
+def output_error(x, weight, approx):
+    """Mean squared difference of the layer's outputs on ``x``: what GPTQ and SparseGPT minimise."""
+    return ((x @ weight.T - x @ approx.T) ** 2).mean().item()

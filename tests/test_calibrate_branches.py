@@ -10,15 +10,9 @@ from slimformer import GPTQ, quantize_
 from slimformer.arch.base import ResidualBranch
 from slimformer.calibrate import BlockContext, Collect, run_sequential
 from slimformer.serialization import load_model_dir
+from test_calibrate import _windows
 
 STATS = Collect(xtx=True, abs_mean=True, sq_norm=True, dtype=torch.float64)
-
-
-def _windows(n: int = 3, length: int = 12, pad: int = 4):
-    ids = torch.randint(1000, 2000, (n, length), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[1, length - pad :] = 0
-    return ids, mask
 
 
 def _collect(seen: list):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import output_error, synthetic_layer
 from slimformer.errors import SlimformerError
 from slimformer.methods.quantization.gptq_solver import fit_grid, gptq_quantize
 from slimformer.methods.quantization.grid import (
@@ -15,26 +16,12 @@ from slimformer.methods.quantization.grid import (
 )
 
 
-def _layer(out_features=48, in_features=128, tokens=2048, seed=0):
-    """A weight and correlated inputs with a few outlier channels, like real activations."""
-    gen = torch.Generator().manual_seed(seed)
-    mixing = torch.randn(in_features, in_features, generator=gen) / in_features**0.5
-    x = torch.randn(tokens, in_features, generator=gen) @ mixing
-    x[:, :4] *= 8.0
-    weight = torch.randn(out_features, in_features, generator=gen) * 0.05
-    return weight, x
-
-
-def _output_error(x, weight, approx):
-    return ((x @ weight.T - x @ approx.T) ** 2).mean().item()
-
-
 @pytest.mark.parametrize(
     ("bits", "group_size", "act_order"),
     [(4, 32, False), (4, 32, True), (3, 64, False), (4, 0, False), (8, 64, True)],
 )
 def test_gptq_beats_rtn_on_layer_output_error(bits, group_size, act_order):
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     scheme = QuantScheme(bits, group_size)
     hessian = x.T @ x / x.shape[0]
     gptq = gptq_quantize(weight, hessian, scheme, act_order=act_order).weight
@@ -42,7 +29,7 @@ def test_gptq_beats_rtn_on_layer_output_error(bits, group_size, act_order):
     assert gptq.codes.shape == weight.shape and gptq.codes.dtype == torch.uint8
     assert int(gptq.codes.max()) <= 2**bits - 1
     assert gptq.zeros.dtype == torch.uint8
-    assert _output_error(x, weight, gptq.dequantize()) < _output_error(x, weight, rtn.dequantize())
+    assert output_error(x, weight, gptq.dequantize()) < output_error(x, weight, rtn.dequantize())
 
 
 @pytest.mark.parametrize("group_size", [32, 0])
@@ -52,7 +39,7 @@ def test_act_order_with_a_diagonal_hessian_is_exactly_rtn(group_size):
     The diagonal is random, so activation order really permutes the columns; any
     slip in un-permuting codes or in the static group parameters would show.
     """
-    weight, _ = _layer()
+    weight, _ = synthetic_layer()
     diagonal = torch.rand(weight.shape[1], generator=torch.Generator().manual_seed(1)) + 0.5
     scheme = QuantScheme(4, group_size)
     gptq = gptq_quantize(
@@ -67,20 +54,20 @@ def test_act_order_with_a_diagonal_hessian_is_exactly_rtn(group_size):
 def test_grids_fitted_to_the_hessian_lower_the_output_error(act_order):
     """At 3 bits, where a stretched grid costs most (at 4 bits with activation order
     the fitted grid is a heuristic that can lose by a hair on a layer like this one)."""
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     weight[::7, ::5] *= 6  # outlier weights that stretch min/max grids
     hessian = x.T @ x / x.shape[0]
     scheme = QuantScheme(3, 32)
     fitted = gptq_quantize(weight, hessian, scheme, act_order=act_order)
     plain = gptq_quantize(weight, hessian, scheme, act_order=act_order, fit_grids=False)
     assert not torch.equal(fitted.weight.scales, plain.weight.scales)
-    assert _output_error(x, weight, fitted.weight.dequantize()) < _output_error(
+    assert output_error(x, weight, fitted.weight.dequantize()) < output_error(
         x, weight, plain.weight.dequantize()
     )
 
 
 def test_fit_grid_never_costs_more_than_the_min_max_grid():
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     hessian = x.T @ x / x.shape[0]
     scheme = QuantScheme(3, 32)
     columns, h_group = weight[:, :32], hessian[:32, :32]
@@ -95,7 +82,7 @@ def test_fit_grid_never_costs_more_than_the_min_max_grid():
 
 
 def test_dead_input_channels_are_handled():
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     x[:, 10:20] = 0.0  # channels never active: zero rows and columns in H
     hessian = x.T @ x / x.shape[0]
     result = gptq_quantize(weight, hessian, QuantScheme(4, 32))
@@ -103,7 +90,7 @@ def test_dead_input_channels_are_handled():
 
 
 def test_rank_deficient_hessian_gets_more_dampening():
-    weight, x = _layer(tokens=16)  # 16 tokens: H has rank 16 of 128
+    weight, x = synthetic_layer(tokens=16)  # 16 tokens: H has rank 16 of 128
     hessian = x.T @ x / x.shape[0]
     result = gptq_quantize(weight, hessian, QuantScheme(4, 32), damp=1e-9)
     assert result.damp > 1e-9
@@ -111,7 +98,7 @@ def test_rank_deficient_hessian_gets_more_dampening():
 
 
 def test_nan_hessian_is_a_clear_error_naming_the_layer():
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     hessian = x.T @ x
     hessian[3, 3] = float("nan")
     with pytest.raises(SlimformerError, match=r"model\.layers\.0\.mlp\.up_proj"):
@@ -119,7 +106,7 @@ def test_nan_hessian_is_a_clear_error_naming_the_layer():
 
 
 def test_group_size_that_does_not_divide_is_refused():
-    weight, x = _layer(in_features=96)
+    weight, x = synthetic_layer(in_features=96)
     with pytest.raises(SlimformerError, match="96"):
         gptq_quantize(weight, x.T @ x, QuantScheme(4, 64))
 
@@ -210,7 +197,7 @@ def test_selected_layers_outside_the_blocks_are_rounded_not_left_float(
 
 def test_layers_sharing_an_input_solve_as_one_stacked_matrix():
     """Rows are independent given H: stacking q/k/v changes nothing but the speed."""
-    weight, x = _layer(out_features=96)
+    weight, x = synthetic_layer(out_features=96)
     hessian = x.T @ x / x.shape[0]
     scheme = QuantScheme(4, 32)
     together = gptq_quantize(weight, hessian, scheme).weight.split([32, 64])

@@ -5,25 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import output_error, synthetic_layer
 from slimformer.methods.pruning.masks import keep_n_of_m, keep_per_row, pruned_count
 from slimformer.methods.pruning.replace import magnitude_keep
 from slimformer.methods.pruning.settings import NMPattern
 from slimformer.methods.pruning.sparsegpt_solver import sparsegpt_prune
 from slimformer.methods.pruning.wanda import wanda_scores
-
-
-def _layer(out_features=48, in_features=128, tokens=2048, seed=0):
-    """A weight and correlated inputs with a few outlier channels, like real activations."""
-    gen = torch.Generator().manual_seed(seed)
-    mixing = torch.randn(in_features, in_features, generator=gen) / in_features**0.5
-    x = torch.randn(tokens, in_features, generator=gen) @ mixing
-    x[:, :4] *= 8.0
-    weight = torch.randn(out_features, in_features, generator=gen) * 0.05
-    return weight, x
-
-
-def _output_error(x, weight, approx):
-    return ((x @ weight.T - x @ approx.T) ** 2).mean().item()
 
 
 def _assert_n_of_m(weight, nm):
@@ -33,30 +20,30 @@ def _assert_n_of_m(weight, nm):
 
 @pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.7])
 def test_sparsegpt_reaches_the_exact_sparsity_with_lower_output_error_than_magnitude(sparsity):
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     result = sparsegpt_prune(weight, x.T @ x / x.shape[0], sparsity, block_size=32)
     zeros = int((result.weight == 0).sum())
     assert zeros == pruned_count(weight.numel(), sparsity)
     assert torch.equal(result.weight != 0, result.keep)
     magnitude = weight * magnitude_keep(weight, sparsity, None)
     assert int((magnitude == 0).sum()) == zeros
-    assert _output_error(x, weight, result.weight) < _output_error(x, weight, magnitude)
+    assert output_error(x, weight, result.weight) < output_error(x, weight, magnitude)
 
 
 @pytest.mark.parametrize(("n", "m"), [(2, 4), (4, 8), (1, 4)])
 def test_sparsegpt_n_of_m_keeps_n_in_every_group_and_beats_magnitude(n, m):
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     nm = NMPattern(n, m)
     result = sparsegpt_prune(weight, x.T @ x / x.shape[0], nm.sparsity, nm, block_size=64)
     _assert_n_of_m(result.weight, nm)
     magnitude = weight * magnitude_keep(weight, nm.sparsity, nm)
     _assert_n_of_m(magnitude, nm)
-    assert _output_error(x, weight, result.weight) < _output_error(x, weight, magnitude)
+    assert output_error(x, weight, result.weight) < output_error(x, weight, magnitude)
 
 
 def test_stacked_layers_each_reach_their_own_sparsity():
     """q, k and v share one solve; each still loses exactly its share, even at odd sizes."""
-    weight, x = _layer(out_features=50, in_features=96)
+    weight, x = synthetic_layer(out_features=50, in_features=96)
     result = sparsegpt_prune(weight, x.T @ x, 0.37, row_splits=[20, 30], block_size=40)
     for part in result.weight.split([20, 30]):
         assert int((part == 0).sum()) == pruned_count(part.numel(), 0.37)
@@ -65,7 +52,7 @@ def test_stacked_layers_each_reach_their_own_sparsity():
 def test_sparsegpt_handles_dead_inputs_and_refuses_uneven_blocks():
     from slimformer.errors import SlimformerError
 
-    weight, x = _layer()
+    weight, x = synthetic_layer()
     x[:, 10:20] = 0.0
     result = sparsegpt_prune(weight, x.T @ x, 0.5)
     assert torch.isfinite(result.weight).all()
@@ -75,7 +62,7 @@ def test_sparsegpt_handles_dead_inputs_and_refuses_uneven_blocks():
 
 
 def test_wanda_score_and_mask_match_a_hand_computed_reference():
-    weight, x = _layer(out_features=6, in_features=16, tokens=64)
+    weight, x = synthetic_layer(out_features=6, in_features=16, tokens=64)
     norms = x.square().sum(dim=0).sqrt()
     scores = wanda_scores(weight, norms)
     for i in range(weight.shape[0]):
