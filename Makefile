@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.slimformer-installed
 
-.PHONY: install demo test lint bench bench-quant clean
+.PHONY: install demo test lint bench bench-quant bench-prune clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: $(STAMP)
 bench-quant: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/quantization.py
+
+bench-prune: $(STAMP)
+	$(PIP) install -q -e ".[bench]"
+	$(PY) benchmarks/pruning.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

@@ -20,41 +20,21 @@ Run: ``make bench-quant`` or ``python benchmarks/quantization.py [--rows a,b] [-
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
-import resource
-import shutil
-import statistics
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from rowbench import (  # the sibling module: a script's own folder is on sys.path
+    BF16_CALIBRATION,
+    CLS_CALIBRATION,
+    EXAMPLES,
+    LM_CALIBRATION,
+    ROOT,
+    Row,
+    run_benchmark,
+)
+
 WORK = ROOT / "benchmarks" / ".work" / "quantization"
-EXAMPLES = ROOT / "examples"
-
-LM_CALIBRATION = {"dataset": "wiki", "split": "train", "samples": 64, "length": 512, "seed": 0}
-BF16_CALIBRATION = {**LM_CALIBRATION, "compute_dtype": "bfloat16"}
-CLS_CALIBRATION = {"dataset": "intent", "split": "train", "samples": 64, "length": 128, "seed": 0}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One benchmark row: a model and either a recipe (file or stages) or a peer."""
-
-    name: str
-    model: str
-    label: str
-    recipe: str | list[dict] | None = None
-    peer: str | None = None
 
 
 def _lm_rows() -> list[Row]:
@@ -181,64 +161,10 @@ def _cls_rows() -> list[Row]:
 ROWS = {row.name: row for row in _lm_rows() + _cls_rows()}
 
 
-# -- one row, in its own process ------------------------------------------------
+# -- what only this benchmark needs ------------------------------------------------
 
 
-def compress_row(row: Row, threads: int) -> dict[str, Any]:
-    """Load, compress, save, reload, evaluate: everything about a row but its latency."""
-    import slimformer
-    from slimformer.evaluate.size import disk_bytes
-
-    torch.set_num_threads(threads)
-    slim = slimformer.load(row.model, runtime="eager", progress=False)
-    started = time.perf_counter()
-    methods = _apply(slim, row)
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    folder = WORK / row.name / "model"
-    if row.peer is None:
-        shutil.rmtree(folder, ignore_errors=True)
-        slimformer.save(slim, folder)
-        total, _ = disk_bytes(folder)
-        identical = _reloads_identically(slim, folder)
-    else:
-        from int8_dynamic import torch_save_bytes  # sibling benchmark: one way to size peers
-
-        total, identical = torch_save_bytes(slim.model), None
-    quality = slimformer.evaluate(slim, _task_data(row), progress=False)
-    return {
-        "row": row.name,
-        "methods": methods,
-        "compress_s": seconds,
-        "peak_rss_bytes": peak,
-        "disk_bytes": total,
-        "linear_bits_per_weight": _linear_bits(slim.model),
-        "reload_identical": identical,
-        "quality": {k: quality[k] for k in ("metric", "value", "dataset", "split") if k in quality},
-        "eval_detail": {
-            k: v
-            for k, v in quality["metrics"].items()
-            if k in ("windows", "window", "tokens", "examples")
-        },
-    }
-
-
-def _apply(slim, row: Row) -> list[str]:
-    if row.peer is not None:
-        _apply_peer(slim.model, row.peer)
-        return [row.peer]
-    from slimformer.methods.apply import apply_method
-    from slimformer.recipe import Recipe
-
-    if row.recipe == []:
-        return []  # the dense reference
-    recipe = Recipe.load(row.recipe if isinstance(row.recipe, str) else {"stages": row.recipe})
-    for stage in recipe.stages:
-        apply_method(slim, stage, progress=False)
-    return [stage.method for stage in recipe.stages]
-
-
-def _apply_peer(model: torch.nn.Module, peer: str) -> None:
+def apply_peer(model: torch.nn.Module, peer: str) -> None:
     """torchao's own weight-only schemes, on the same layers slimformer quantizes."""
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
 
@@ -252,167 +178,25 @@ def _apply_peer(model: torch.nn.Module, peer: str) -> None:
     quantize_(model, Int4WeightOnlyConfig(group_size=64), filter_fn=is_target)
 
 
-def _reloads_identically(slim, folder: Path) -> bool:
-    import slimformer
-
-    reloaded = slimformer.load(folder, runtime="eager", progress=False)
-    ids = torch.randint(1000, 20000, (2, 48), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return bool(
-            torch.equal(slim.model(input_ids=ids).logits, reloaded.model(input_ids=ids).logits)
-        )
-
-
-def _linear_bits(model: torch.nn.Module) -> float | None:
+def linear_bits(slim, row: Row) -> dict[str, Any]:
     """Bits per weight of the quantized weight-only layers, from their stored tensors."""
     from slimformer.nn import WeightOnlyLinear
     from slimformer.nn.quantized_linear import bits_per_weight
 
-    layers = [m for m in model.modules() if isinstance(m, WeightOnlyLinear)]
+    layers = [m for m in slim.model.modules() if isinstance(m, WeightOnlyLinear)]
     if not layers:
-        return None
+        return {"linear_bits_per_weight": None}
     bits = sum(bits_per_weight(m) * m.in_features * m.out_features for m in layers)
-    return bits / sum(m.in_features * m.out_features for m in layers)
-
-
-def _task_data(row: Row) -> str:
-    return "wiki" if row.model == "smollm2-135m" else "intent"
-
-
-# -- latency, all rows in one process ----------------------------------------------
-
-
-def measure_latency(rows: list[Row], threads: int, rounds: int) -> dict[str, dict[str, float]]:
-    """Median latencies of every row, interleaved in rounds."""
-    import slimformer
-
-    torch.set_num_threads(threads)
-    models = {row.name: _latency_model(row, slimformer) for row in rows}
-    times: dict[str, dict[str, list[float]]] = {name: {} for name in models}
-    for _ in range(rounds):
-        for row in rows:
-            for shape, ms in _time_once(row, models[row.name]).items():
-                times[row.name].setdefault(shape, []).extend(ms)
-    return {n: {s: statistics.median(v) for s, v in t.items()} for n, t in times.items()}
-
-
-def _latency_model(row: Row, slimformer):
-    if row.peer is not None:
-        slim = slimformer.load(row.model, runtime="eager", progress=False)
-        _apply_peer(slim.model, row.peer)
-        return slim.model
-    runtime = "eager" if row.model == "smollm2-135m" else "auto"
-    slim = slimformer.load(WORK / row.name / "model", runtime=runtime, progress=False)
-    return slim.model if runtime == "eager" else slim.runner
-
-
-def _time_once(row: Row, model) -> dict[str, list[float]]:
-    if row.model == "smollm2-135m":
-        return {"prefill_1x512_ms": _prefill(model), "decode_ms_per_token": _decode(model)}
-    return {"batch32x128_ms": _classify(model)}
-
-
-def _prefill(model, runs: int = 2) -> list[float]:
-    ids = torch.randint(1000, 20000, (1, 512), generator=torch.Generator().manual_seed(1))
-    return [_timed(lambda: model(input_ids=ids, use_cache=False)) for _ in range(runs + 1)][1:]
-
-
-def _decode(model, prefix: int = 256, steps: int = 16) -> list[float]:
-    ids = torch.randint(1000, 20000, (1, prefix), generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        out = model(input_ids=ids, use_cache=True)
-        past, token, times = out.past_key_values, out.logits[:, -1:].argmax(-1), []
-        for _ in range(steps):
-            started = time.perf_counter()
-            out = model(input_ids=token, past_key_values=past, use_cache=True)
-            times.append((time.perf_counter() - started) * 1e3)
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-    return times[2:]
-
-
-def _classify(model, runs: int = 3) -> list[float]:
-    from slimformer.evaluate.latency import make_inputs
-
-    inputs = make_inputs(30522, 32, 128)
-    return [_timed(lambda: model(**inputs)) for _ in range(runs + 1)][1:]
-
-
-def _timed(call) -> float:
-    with torch.inference_mode():
-        started = time.perf_counter()
-        call()
-        return (time.perf_counter() - started) * 1e3
-
-
-# -- driver ------------------------------------------------------------------------
-
-
-def run_row_in_subprocess(row: Row, threads: int) -> dict[str, Any]:
-    out = WORK / row.name / "result.json"
-    if out.exists():
-        return json.loads(out.read_text())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[{time.strftime('%H:%M:%S')}] {row.name} ...", flush=True)
-    command = [sys.executable, __file__, "--worker", row.name, "--threads", str(threads)]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        result = {"row": row.name, "error": tail[0]}
-    else:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        out.write_text(json.dumps(result))
-    print(f"    {_summary(result)}", flush=True)
-    return result
-
-
-def _summary(result: dict[str, Any]) -> str:
-    if "error" in result:
-        return f"failed: {result['error']}"
-    q = result["quality"]
-    return f"{q['metric']} {q['value']:.4g} in {result['compress_s']:.1f} s"
+    return {"linear_bits_per_weight": bits / sum(m.in_features * m.out_features for m in layers)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="", help="comma-separated row names (default: all)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--fresh", action="store_true", help="forget finished rows and redo them")
-    parser.add_argument(
-        "--results", type=Path, default=RESULTS, help="folder for the report (a partial run's own)"
-    )
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(compress_row(ROWS[args.worker], args.threads)))
-        return
-    rows = [ROWS[name] for name in args.rows.split(",")] if args.rows else list(ROWS.values())
-    if args.fresh:
-        shutil.rmtree(WORK, ignore_errors=True)
-    results = {row.name: run_row_in_subprocess(row, args.threads) for row in rows}
-    ok = [row for row in rows if "error" not in results[row.name]]
-    print(f"[{time.strftime('%H:%M:%S')}] latency of {len(ok)} rows ...", flush=True)
-    for name, latency in measure_latency(ok, args.threads, args.rounds).items():
-        results[name]["latency"] = latency
     from quantization_report import write_report
 
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_report(rows, results, _machine(args.threads), args.results)
-
-
-def _machine(threads: int) -> dict[str, Any]:
-    from slimformer.evaluate.measure import cpu_model_name
-
-    return {
-        "cpu": cpu_model_name(),
-        "threads": threads,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }
+    run_benchmark(
+        __doc__.splitlines()[0], ROWS, WORK, __file__, write_report, apply_peer, linear_bits
+    )
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     main()

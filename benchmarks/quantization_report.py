@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rowbench import fmt, identical, speedup
+
 #: What the README's done-when quotes compare against.
 DENSE = {"smollm2-135m": "lm-fp32", "minilm-intent": "cls-fp32"}
 
@@ -67,13 +69,13 @@ def _lm_line(row, result, dense, base_lat) -> str:
     lat = result.get("latency", {})
     return (
         f"| {row.label} | {ppl:.2f} | {ratio:.3f} | {result['disk_bytes'] / 1e6:.1f} | "
-        f"{_fmt(result.get('linear_bits_per_weight'), '.2f')} | {result['compress_s']:.1f} | "
+        f"{fmt(result.get('linear_bits_per_weight'), '.2f')} | {result['compress_s']:.1f} | "
         f"{result['peak_rss_bytes'] / 1e9:.2f} | "
-        f"{_fmt(lat.get('prefill_1x512_ms'), '.0f')} | "
-        f"{_speedup(base_lat.get('prefill_1x512_ms'), lat.get('prefill_1x512_ms'))} | "
-        f"{_fmt(lat.get('decode_ms_per_token'), '.1f')} | "
-        f"{_speedup(base_lat.get('decode_ms_per_token'), lat.get('decode_ms_per_token'))} | "
-        f"{_identical(result.get('reload_identical'))} |"
+        f"{fmt(lat.get('prefill_1x512_ms'), '.0f')} | "
+        f"{speedup(base_lat.get('prefill_1x512_ms'), lat.get('prefill_1x512_ms'))} | "
+        f"{fmt(lat.get('decode_ms_per_token'), '.1f')} | "
+        f"{speedup(base_lat.get('decode_ms_per_token'), lat.get('decode_ms_per_token'))} | "
+        f"{identical(result.get('reload_identical'))} |"
     )
 
 
@@ -106,9 +108,9 @@ def _cls_section(rows, results) -> list[str]:
         ms = result.get("latency", {}).get("batch32x128_ms")
         lines.append(
             f"| {row.label} | {100 * acc:.2f}% | {delta:+.2f} | {result['disk_bytes'] / 1e6:.1f} | "
-            f"{_fmt(result.get('linear_bits_per_weight'), '.2f')} | {result['compress_s']:.1f} | "
-            f"{result['peak_rss_bytes'] / 1e9:.2f} | {_fmt(ms, '.0f')} | {_speedup(base, ms)} | "
-            f"{_identical(result.get('reload_identical'))} |"
+            f"{fmt(result.get('linear_bits_per_weight'), '.2f')} | {result['compress_s']:.1f} | "
+            f"{result['peak_rss_bytes'] / 1e9:.2f} | {fmt(ms, '.0f')} | {speedup(base, ms)} | "
+            f"{identical(result.get('reload_identical'))} |"
         )
     return lines
 
@@ -160,15 +162,3 @@ def _plots(rows, results, out: Path) -> list[str]:
     fig.savefig(out / name, dpi=120)
     plt.close(fig)
     return [name]
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _speedup(base, value) -> str:
-    return "-" if not base or not value else f"{base / value:.2f}x"
-
-
-def _identical(flag) -> str:
-    return {True: "yes", False: "NO", None: "-"}[flag]

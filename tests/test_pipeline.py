@@ -109,7 +109,7 @@ def test_dict_recipe_and_loaded_model(tiny_bert_cls_dir, tmp_path):
         "name": "attention only",
         "stages": [{"method": "int8_dynamic", "parts": ["attention"]}],
     }
-    report = compress(slim, recipe, tmp_path / "out", measure=OFF)
+    report = compress(slim, recipe, tmp_path / "out", measure=False)  # as OFF
     assert report["recipe"]["name"] == "attention only"
     assert "measurement" not in report["after"] and "eval" not in report["after"]
     assert report["comparison"] == {}

@@ -55,7 +55,7 @@ def compress(
     *,
     eval: str | None = None,
     eval_options: dict[str, Any] | None = None,
-    measure: MeasureOptions | None = None,
+    measure: MeasureOptions | bool | None = None,
     overwrite: bool = False,
     device: str = "cpu",
     runtime: str = "auto",
@@ -66,13 +66,14 @@ def compress(
     "before" runs the model as loaded (eager for plain models); "after" runs
     it the way ``slimformer.load(out)`` will, with ``runtime`` (``auto`` picks
     the compiled graph for int8 models, where their speed comes from).
+    ``measure=False`` skips measuring (size, latency, memory, energy); quality stays.
     """
     from slimformer.report import build_report, write_reports
     from slimformer.zoo import load
 
     check_output_dir(out, overwrite)
     recipe = Recipe.load(recipe)
-    measure = measure or MeasureOptions()
+    measure = _measure_options(measure)
     slim = model if isinstance(model, SlimModel) else load(model, progress=progress)
     slim.model.to(device)
     before = _assess(slim, eval, eval_options, measure, progress, reference=None)
@@ -97,6 +98,12 @@ def compress(
         report = build_report(slim, recipe, before, after, timings, measure)
         write_reports(report, tmp)
     return report
+
+
+def _measure_options(measure: MeasureOptions | bool | None) -> MeasureOptions:
+    if isinstance(measure, MeasureOptions):
+        return measure
+    return MeasureOptions(enabled=measure is not False)
 
 
 def _run_stages(slim, recipe, context, progress) -> list[dict[str, Any]]:

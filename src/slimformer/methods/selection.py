@@ -16,6 +16,7 @@ from slimformer.arch import PARTS
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig
 from slimformer.model import SlimModel
+from slimformer.nn.sparse_linear import SparseLinear
 
 
 class LinearSelection(MethodConfig):
@@ -28,8 +29,28 @@ class LinearSelection(MethodConfig):
     include: list[str] = Field(default=[], description="Only layers matching these globs.")
     exclude: list[str] = Field(default=[], description="Skip layers matching these globs.")
 
-    def select(self, slim: SlimModel) -> dict[str, nn.Linear]:
-        return select_linears(slim, list(self.parts), self.include, self.exclude)
+    def select(self, slim: SlimModel, pruned: bool = False) -> dict[str, nn.Module]:
+        """The selected layers; ``pruned`` admits already pruned (sparse) ones too.
+
+        Without it, a selected layer that an earlier stage pruned is an error
+        naming this method: skipping it silently would leave it uncompressed.
+        """
+        chosen = select_linears(slim, list(self.parts), self.include, self.exclude)
+        if not pruned:
+            _refuse_pruned(chosen, self.method)
+        return chosen
+
+
+def _refuse_pruned(chosen: dict[str, nn.Module], method: str) -> None:
+    """Stop with a clear line when ``method`` cannot take the pruned layers in ``chosen``."""
+    sparse = [name for name, module in chosen.items() if isinstance(module, SparseLinear)]
+    if sparse:
+        raise SlimformerError(
+            f"{len(sparse)} selected layer(s) are already pruned ({sparse[0]}, ...) "
+            f"and {method} cannot compress sparse layers",
+            "quantize pruned layers with `method: rtn, bits: 8, group_size: 0, symmetric: true`, "
+            "or leave them out with `exclude`",
+        )
 
 
 def select_linears(
@@ -37,17 +58,23 @@ def select_linears(
     parts: list[str],
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-) -> dict[str, nn.Linear]:
+) -> dict[str, nn.Module]:
     """The linear layers in ``parts`` whose names match ``include`` and not ``exclude``.
 
     Patterns are shell-style globs on qualified module names
     (``*.attention.*``, ``bert.encoder.layer.0.*``). A pattern that matches no
-    linear layer is an error: it is almost always a typo.
+    linear layer is an error: it is almost always a typo. Pruned layers
+    (:class:`SparseLinear`) count as linear layers.
     """
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise SlimformerError(f"unknown part(s) {unknown}", f"parts are: {', '.join(PARTS)}")
-    linears = slim.adapter.linear_layers()
+    dense = slim.adapter.linear_layers()
+    linears = {
+        name: module
+        for name, module in slim.model.named_modules()
+        if name in dense or isinstance(module, SparseLinear)
+    }
     for pattern in [*(include or []), *(exclude or [])]:
         if not any(fnmatchcase(name, pattern) for name in linears):
             raise SlimformerError(

@@ -5,7 +5,8 @@ The baseline every weight-only method is measured against: each group of
 every weight is rounded to the nearest grid point. At 8 bits it is nearly
 lossless; at 4 bits with groups of 128 it is often usable; below that GPTQ or
 AWQ usually do better. ``mse_clip`` searches a clipping ratio per group that
-trades a few clamped outliers for finer steps everywhere else.
+trades a few clamped outliers for finer steps everywhere else. Pruned layers
+(magnitude, Wanda, SparseGPT) are quantized too, at 8 bits a row, and stay sparse.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.quantization.grid import QuantScheme, mse_clip_search, quantize_weight
 from slimformer.methods.quantization.settings import WeightOnlySettings
 from slimformer.model import SlimModel
-from slimformer.nn import WeightOnlyLinear, replace_module
+from slimformer.nn import SparseLinear, WeightOnlyLinear, replace_module
 
 
 class RTN(WeightOnlySettings):
@@ -41,13 +42,25 @@ def quantize_linear(linear: nn.Linear, scheme: QuantScheme, mse_clip: bool = Fal
     return WeightOnlyLinear.from_quantized(quantize_weight(weight, scheme, clip), linear.bias)
 
 
+def quantize_pruned(layer: SparseLinear, scheme: QuantScheme, mse_clip: bool = False) -> nn.Module:
+    """The pruned ``layer`` with its kept values rounded to int8: still sparse, now quantized.
+
+    The grid is fitted to the dense weight (pruned zeros included, which
+    changes nothing for a symmetric absmax grid) and only kept positions are stored.
+    """
+    weight = layer.dense_weight().float()
+    clip = mse_clip_search(weight, scheme) if mse_clip else 1.0
+    return layer.with_quantized_values(quantize_weight(weight, scheme, clip))
+
+
 @register_method(RTN)
 def apply_rtn(slim: SlimModel, config: RTN, context: StageContext) -> None:
-    layers = config.checked_targets(slim)
+    layers = config.checked_targets(slim, pruned=True)
     scheme = config.scheme()
     progress = tqdm(layers.items(), desc="rtn", unit="layer", disable=not context.progress)
-    for name, linear in progress:
-        replace_module(slim.model, name, quantize_linear(linear, scheme, config.mse_clip))
+    for name, layer in progress:
+        quantize = quantize_pruned if isinstance(layer, SparseLinear) else quantize_linear
+        replace_module(slim.model, name, quantize(layer, scheme, config.mse_clip))
 
 
 def round_unvisited(slim: SlimModel, names: Iterable[str], scheme: QuantScheme) -> list[str]:

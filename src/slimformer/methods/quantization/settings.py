@@ -7,9 +7,14 @@ from typing import Literal
 from pydantic import Field, NonNegativeInt
 from torch import nn
 
+from slimformer.errors import SlimformerError
 from slimformer.methods.quantization.grid import QuantScheme
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
+from slimformer.nn.sparse_linear import SparseLinear
+
+#: The one grid a pruned layer's kept values are stored on (int8 codes, a scale a row).
+SPARSE_VALUE_SCHEME = QuantScheme(8, 0, True)
 
 
 class WeightOnlySettings(LinearSelection):
@@ -26,14 +31,22 @@ class WeightOnlySettings(LinearSelection):
     def scheme(self) -> QuantScheme:
         return QuantScheme(self.bits, self.group_size, self.symmetric)
 
-    def checked_targets(self, slim: SlimModel) -> dict[str, nn.Linear]:
+    def checked_targets(self, slim: SlimModel, pruned: bool = False) -> dict[str, nn.Module]:
         """The selected layers, each checked against the scheme before any is changed.
 
         An impossible setting (a group size that does not divide a layer) then
-        fails before the model is touched.
+        fails before the model is touched. ``pruned`` admits pruned layers,
+        whose kept values take only the 8-bit per-row symmetric grid.
         """
-        targets = self.select(slim)
+        targets = self.select(slim, pruned=pruned)
         scheme = self.scheme()
         for name, linear in targets.items():
             scheme.validate(linear.in_features, layer=name)
+            if isinstance(linear, SparseLinear) and scheme != SPARSE_VALUE_SCHEME:
+                raise SlimformerError(
+                    f"{name} is pruned, and its kept values take only 8-bit per-channel "
+                    f"symmetric codes, not {self.bits} bits, group_size {self.group_size}",
+                    "set `bits: 8, group_size: 0, symmetric: true`, "
+                    "or leave the pruned layers out with `exclude`",
+                )
         return targets
