@@ -217,10 +217,11 @@ def _plot_lm(ax, rows, results) -> bool:
 
 def _plot_structured(ax, rows, results) -> bool:
     dense = results.get(DENSE["minilm-intent"], {})
+    depth = dense.get("layers") or 1
     drawn = False
-    for series, label in zip(STRUCTURED, ("heads", "FFN neurons", "layers (of 6)"), strict=True):
+    for series, label in zip(STRUCTURED, ("heads", "FFN neurons", "layers"), strict=True):
         points = [
-            (r.x / (6 if series == "layers" else 1), results[r.name]["quality"]["value"])
+            (r.x / (depth if series == "layers" else 1), results[r.name]["quality"]["value"])
             for r in rows
             if r.series == series and _ok(results.get(r.name, {}))
         ]
@@ -242,7 +243,7 @@ def _plot_movement(ax, rows, results) -> bool:
         points = sorted(
             (r.x, results[r.name]["quality"]["value"])
             for r in rows
-            if r.series == series and _ok(results.get(r.name, {}))
+            if r.model == "minilm-intent" and r.series == series and _ok(results.get(r.name, {}))
         )
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=series)
