@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distill import run_distillation, select_layers
-from slimformer.distill.data import Collator, Item
-from slimformer.distill.losses import parse_losses
-from slimformer.distill.objective import DistillObjective
-from slimformer.distill.teacher_cache import CachedTeacher, CachingCollator, teacher_cache_path
+from slimformer.distillation import run_distillation, select_layers
+from slimformer.distillation.data import Collator, Item
+from slimformer.distillation.losses import parse_losses
+from slimformer.distillation.objective import DistillObjective
+from slimformer.distillation.teacher_cache import CachedTeacher, CachingCollator, teacher_cache_path
 
 TEXTS = [
     "the service was great today",

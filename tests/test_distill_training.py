@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distill import run_distillation, select_layers
+from slimformer.distillation import run_distillation, select_layers
 from slimformer.errors import SlimformerError
 
 LOSSES = ["logits", "hidden_mse", "minilm"]
@@ -33,9 +33,9 @@ def pair(tiny_bert_cls_dir):
 
 def _objective_value(student, teacher, path) -> float:
     """The distillation loss on every training text, without dropout."""
-    from slimformer.distill.data import Collator, task_items
-    from slimformer.distill.losses import parse_losses
-    from slimformer.distill.objective import DistillObjective
+    from slimformer.distillation.data import Collator, task_items
+    from slimformer.distillation.losses import parse_losses
+    from slimformer.distillation.objective import DistillObjective
 
     items, _ = task_items(str(path))
     objective = DistillObjective(student, teacher, parse_losses(SOFT)).eval()

@@ -259,7 +259,7 @@ def _measure(args) -> None:
 
 
 def _distill(args) -> None:
-    from slimformer.distill import distill, select_layers
+    from slimformer.distillation import distill, select_layers
     from slimformer.paths import check_output_dir
     from slimformer.pipeline import save
     from slimformer.zoo import load

@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from slimformer.distill.data import Batch, Collator, Item
-from slimformer.distill.outputs import Needs, Outputs, Shape
+from slimformer.distillation.data import Batch, Collator, Item
+from slimformer.distillation.outputs import Needs, Outputs, Shape
 from slimformer.paths import atomic_file, cache_dir
 
 #: Bumped if the stored form changes.

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 
 from slimformer.data.registry import resolve_dataset
-from slimformer.distill.checks import check_pair
-from slimformer.distill.data import (
+from slimformer.distillation.checks import check_pair
+from slimformer.distillation.data import (
     Collator,
     Item,
     holdout,
@@ -32,9 +32,9 @@ from slimformer.distill.data import (
     task_items,
     transfer_items,
 )
-from slimformer.distill.losses import parse_losses
-from slimformer.distill.objective import DistillObjective
-from slimformer.distill.teacher_cache import CachedTeacher, CachingCollator
+from slimformer.distillation.losses import parse_losses
+from slimformer.distillation.objective import DistillObjective
+from slimformer.distillation.teacher_cache import CachedTeacher, CachingCollator
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.classification import predict
 from slimformer.model import SlimModel

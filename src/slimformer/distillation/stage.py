@@ -12,9 +12,9 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from slimformer.distill.api import run_distillation
-from slimformer.distill.losses import AnyLoss, LogitsKD
-from slimformer.distill.select_layers import choose_layers, cut_layers
+from slimformer.distillation.api import run_distillation
+from slimformer.distillation.losses import AnyLoss, LogitsKD
+from slimformer.distillation.select_layers import choose_layers, cut_layers
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
