@@ -126,6 +126,24 @@ def test_empty_dataset_is_one_clear_error(pair, tmp_path):
         run_distillation(student, teacher, empty, ["logits"], holdout_fraction=0.5)
 
 
+def test_classifier_evaluations_carry_the_validation_loss(pair, tiny_cls_jsonl):
+    """Accuracy ties are broken by the held-out label loss, so every evaluation records it."""
+    teacher, student = pair
+    run = run_distillation(
+        student,
+        teacher,
+        tiny_cls_jsonl,
+        ["logits"],
+        holdout_fraction=0.3,
+        train=_train(max_steps=4, eval_every=2),
+    )
+    losses = [loss for _, _, loss in run.result.evaluations]
+    assert len(losses) == 2 and all(loss is not None and loss > 0 for loss in losses)
+    assert run.result.best_loss in losses
+    with pytest.raises(SlimformerError, match="holdout_fraction"):
+        run_distillation(student, teacher, tiny_cls_jsonl, ["logits"], holdout_fraction=1.0)
+
+
 def test_vocabulary_and_label_mismatch_are_refused(pair, tiny_llama_dir):
     teacher, student = pair
     other = copy.deepcopy(student)

@@ -46,6 +46,11 @@ class Distill(MethodConfig):
     grad_accum: PositiveInt = 1
     warmup: float = Field(default=0.1, ge=0.0, le=1.0)
     eval_every: PositiveInt | None = None
+    #: Fraction of the train split held out to score checkpoints when the data has no
+    #: validation split (never the test split); larger scores more finely, trains on less.
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: End with the best-scoring weights (ties: lower validation loss); False: the last.
+    load_best: bool = True
     seed: int = 0
     precision: Precision = "auto"
     checkpoint_dir: str | None = None
@@ -74,6 +79,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
             "precision",
             "checkpoint_dir",
             "checkpoint_every",
+            "load_best",
         )
     }
     run_distillation(
@@ -85,6 +91,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         transfer_limit=config.transfer_limit,
         max_length=config.max_length,
         max_items=config.max_items,
+        holdout_fraction=config.holdout_fraction,
         cache_teacher=config.cache_teacher,
         train={**train, "device": context.device, "progress": context.progress},
     )
