@@ -37,7 +37,12 @@ from slimformer.distillation.data import (
 )
 from slimformer.distillation.losses import parse_losses
 from slimformer.distillation.objective import DistillObjective
-from slimformer.distillation.teacher_cache import CachedTeacher, CachingCollator
+from slimformer.distillation.teacher_cache import (
+    CachedTeacher,
+    CacheDtype,
+    CachingCollator,
+    cache_torch_dtype,
+)
 from slimformer.distillation.validation import accuracy_and_loss, heldout_loss, token_loss
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -65,7 +70,8 @@ def distill(
     ``holdout_fraction`` (of the train split held out for evaluation when the
     data has no validation split; larger: a finer score, less to train on),
     ``max_items`` (LM windows), ``cache_teacher`` (store the frozen teacher's
-    outputs on disk and reuse them across epochs and runs),
+    outputs on disk and reuse them across epochs and runs), ``cache_dtype``
+    (``"float16"``, ``"bfloat16"`` or ``"float32"``: how the cache stores them),
     ``callbacks``.
     """
     return run_distillation(student, teacher, data, losses, **options).student
@@ -84,6 +90,7 @@ def run_distillation(
     holdout_fraction: float = 0.1,
     max_items: int | None = None,
     cache_teacher: bool = False,
+    cache_dtype: CacheDtype = "float16",
     callbacks: Sequence[Callback] = (),
 ) -> DistillRun:
     """:func:`distill`, also returning the training record (losses, evaluations)."""
@@ -109,7 +116,9 @@ def run_distillation(
     collate = Collator(items, student.tokenizer, max_length, train.device)
     if cache_teacher:
         with autocast(train.precision, train.device):
-            cache = CachedTeacher.build(objective, items, collate, train.batch_size)
+            cache = CachedTeacher.build(
+                objective, items, collate, train.batch_size, cache_torch_dtype(cache_dtype)
+            )
         collate = CachingCollator(collate, cache)
     if evaluate is None and held:
         evaluate = heldout_loss(

@@ -15,6 +15,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from slimformer.distillation.api import run_distillation
 from slimformer.distillation.losses import AnyLoss, LogitsKD
 from slimformer.distillation.select_layers import choose_layers, cut_layers
+from slimformer.distillation.teacher_cache import CacheDtype
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
@@ -57,6 +58,8 @@ class Distill(MethodConfig):
     checkpoint_every: PositiveInt | None = None
     #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
     cache_teacher: bool = False
+    #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
+    cache_dtype: CacheDtype = "float16"
 
 
 @register_method(Distill)
@@ -93,6 +96,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         max_items=config.max_items,
         holdout_fraction=config.holdout_fraction,
         cache_teacher=config.cache_teacher,
+        cache_dtype=config.cache_dtype,
         train={**train, "device": context.device, "progress": context.progress},
     )
 
