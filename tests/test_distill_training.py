@@ -91,6 +91,8 @@ def test_resume_after_forced_stop_matches_uninterrupted_run(pair, tiny_cls_jsonl
     )
     assert steps_seen[0] == 5  # continued after the step-4 checkpoint, not from the start
     assert resumed.result.losses == whole.result.losses
+    assert resumed.result.evaluations == whole.result.evaluations  # with their losses
+    assert resumed.result.best_loss == whole.result.best_loss is not None
     a, b = whole.student.model.state_dict(), resumed.student.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
