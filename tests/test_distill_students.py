@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distill import narrow, select_layers
+from slimformer.distillation import narrow, select_layers
 from slimformer.errors import SlimformerError
 
 
@@ -90,3 +90,14 @@ def test_narrow_heads_refused_for_bert(tiny_bert_cls_dir):
     teacher = slimformer.load(tiny_bert_cls_dir, runtime="eager")
     with pytest.raises(SlimformerError, match="intermediate_size"):
         narrow(teacher, heads=2)
+
+
+def test_the_verb_is_a_plain_function_the_package_cannot_shadow():
+    """``slimformer.distill`` is the verb; importing the package (any submodule) keeps it so."""
+    import inspect
+
+    import slimformer.distillation.data  # a submodule import sets package attributes
+
+    assert inspect.isfunction(slimformer.distill)
+    assert slimformer.distill is slimformer.distillation.distill
+    assert not callable(slimformer.distillation)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distill import run_distillation, select_layers
-from slimformer.distill.data import Collator, Item
-from slimformer.distill.losses import parse_losses
-from slimformer.distill.objective import DistillObjective
-from slimformer.distill.teacher_cache import CachedTeacher, CachingCollator, teacher_cache_path
+from slimformer.distillation import run_distillation, select_layers
+from slimformer.distillation.data import Collator, Item
+from slimformer.distillation.losses import parse_losses
+from slimformer.distillation.objective import DistillObjective
+from slimformer.distillation.teacher_cache import CachedTeacher, CachingCollator, teacher_cache_path
 
 TEXTS = [
     "the service was great today",
@@ -33,30 +33,71 @@ def setup(tiny_bert_cls_dir):
     return objective, items, Collator(items, teacher.tokenizer, 32, "cpu")
 
 
-def _assert_same(cached, live):
+def _assert_same(cached, live, tol: float = 1e-5):
     mask = live.mask.bool()
-    torch.testing.assert_close(cached.logits, live.logits, atol=1e-5, rtol=1e-5)
-    assert len(cached.hidden) == len(live.hidden)
-    for c, t in zip(cached.hidden, live.hidden, strict=True):
-        torch.testing.assert_close(c[mask], t[mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cached.logits, live.logits, atol=tol, rtol=tol)
+    assert cached.hidden.keys() == live.hidden.keys() and cached.hidden
+    for layer in live.hidden:
+        torch.testing.assert_close(
+            cached.hidden[layer][mask], live.hidden[layer][mask], atol=tol, rtol=tol
+        )
     assert cached.qkv.keys() == live.qkv.keys() and cached.qkv
     for layer in live.qkv:
         for c, t in zip(cached.qkv[layer], live.qkv[layer], strict=True):
-            torch.testing.assert_close(c[mask], t[mask], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(c[mask], t[mask], atol=tol, rtol=tol)
 
 
 def test_cached_outputs_equal_recomputed_ones_in_any_batch(setup):
     objective, items, collate = setup
-    cache = CachedTeacher.build(objective, items, collate, batch_size=2)
+    cache = CachedTeacher.build(objective, items, collate, batch_size=2, dtype=torch.float32)
     assert not cache.hit and cache.path.is_file()
     for indices in ([4, 1, 2], [0], [3, 1]):  # other compositions than the ones cached
         batch = CachingCollator(collate, cache)(indices)
         _assert_same(batch.teacher, objective.teacher_outputs(collate(indices)))
-    again = CachedTeacher.build(objective, items, collate, batch_size=2)
+    again = CachedTeacher.build(objective, items, collate, batch_size=2, dtype=torch.float32)
     assert again.hit and again.path == cache.path
     assert again.stored.keys() == cache.stored.keys()
     for key, value in cache.stored.items():
         assert torch.equal(again.stored[key], value)
+
+
+def test_float16_entries_give_the_live_loss(setup):
+    """Half the bytes, and the objective on cached outputs is the live one to 1e-4 relative."""
+    objective, items, collate = setup
+    cache = CachedTeacher.build(objective, items, collate, batch_size=2)
+    assert all(v.dtype == torch.float16 for v in cache.stored.values())
+    objective.eval()
+    cached_collate = CachingCollator(collate, cache)
+    with torch.no_grad():
+        for indices in ([4, 1, 2], [0, 3]):
+            _assert_same(
+                cached_collate(indices).teacher, objective.teacher_outputs(collate(indices)), 2e-3
+            )
+            live = objective(collate(indices))
+            cached = objective(cached_collate(indices))
+            torch.testing.assert_close(cached, live, rtol=1e-4, atol=1e-6)
+
+
+def test_cache_holds_only_what_the_losses_read(setup, tiny_bert_cls_dir):
+    """Mapped hidden states, the minilm layer's q/k/v and logits: nothing else is stored."""
+    objective, items, collate = setup  # student: 1 layer; teacher: 2 layers
+    cache = CachedTeacher.build(objective, items, collate, batch_size=5)
+    names = {key.split(".", 1)[1] for key in cache.stored}
+    # hidden_mse, uniform with embeddings: student (0, 1) <- teacher (0, 2); minilm: last layer
+    assert names == {"logits", "h0", "h2", "q2", "k2", "v2"}
+    assert len(cache.stored) == len(items) * len(names)
+    only_logits = DistillObjective(objective._slims[0], objective.teacher, parse_losses("logits"))
+    logits_cache = CachedTeacher.build(only_logits, items, collate, batch_size=5)
+    assert {key.split(".", 1)[1] for key in logits_cache.stored} == {"logits"}
+    assert logits_cache.path != cache.path
+
+
+def test_a_value_beyond_float16_is_kept_in_float32():
+    from slimformer.distillation.teacher_cache import _narrow
+
+    small, huge = torch.tensor([1.0, -2.5]), torch.tensor([1.0, 1e6])
+    assert _narrow(small, torch.float16).dtype == torch.float16
+    assert torch.equal(_narrow(huge, torch.float16), huge)
 
 
 def test_changed_teacher_data_or_length_is_a_new_entry(setup):
@@ -70,6 +111,7 @@ def test_changed_teacher_data_or_length_is_a_new_entry(setup):
     assert teacher_cache_path(teacher, changed, 32, needs) != path
     assert teacher_cache_path(teacher, relabelled, 32, needs) != path
     assert teacher_cache_path(teacher, items, 16, needs) != path
+    assert teacher_cache_path(teacher, items, 32, needs, torch.float32) != path
     other = copy.deepcopy(teacher)
     with torch.no_grad():
         next(other.model.parameters()).view(-1)[0] += 1e-3
@@ -96,6 +138,7 @@ def test_training_with_the_cache_matches_training_without(tiny_bert_cls_dir, tin
             tiny_cls_jsonl,
             ["logits", "hidden_mse"],
             cache_teacher=cache,
+            cache_dtype="float32",  # exact: the same steps, so the same weights
             train={"batch_size": 4, "lr": 3e-3, "epochs": 2, "progress": False},
         )
         results.append(student.model.state_dict())

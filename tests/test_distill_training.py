@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distill import run_distillation, select_layers
+from slimformer.distillation import run_distillation, select_layers
 from slimformer.errors import SlimformerError
 
 LOSSES = ["logits", "hidden_mse", "minilm"]
@@ -33,9 +33,9 @@ def pair(tiny_bert_cls_dir):
 
 def _objective_value(student, teacher, path) -> float:
     """The distillation loss on every training text, without dropout."""
-    from slimformer.distill.data import Collator, task_items
-    from slimformer.distill.losses import parse_losses
-    from slimformer.distill.objective import DistillObjective
+    from slimformer.distillation.data import Collator, task_items
+    from slimformer.distillation.losses import parse_losses
+    from slimformer.distillation.objective import DistillObjective
 
     items, _ = task_items(str(path))
     objective = DistillObjective(student, teacher, parse_losses(SOFT)).eval()
@@ -91,6 +91,8 @@ def test_resume_after_forced_stop_matches_uninterrupted_run(pair, tiny_cls_jsonl
     )
     assert steps_seen[0] == 5  # continued after the step-4 checkpoint, not from the start
     assert resumed.result.losses == whole.result.losses
+    assert resumed.result.evaluations == whole.result.evaluations  # with their losses
+    assert resumed.result.best_loss == whole.result.best_loss is not None
     a, b = whole.student.model.state_dict(), resumed.student.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -124,6 +126,24 @@ def test_empty_dataset_is_one_clear_error(pair, tmp_path):
     empty.write_text(json.dumps({"text": "only one", "label": "negative"}) + "\n")
     with pytest.raises(SlimformerError, match="no training examples"):
         run_distillation(student, teacher, empty, ["logits"], holdout_fraction=0.5)
+
+
+def test_classifier_evaluations_carry_the_validation_loss(pair, tiny_cls_jsonl):
+    """Accuracy ties are broken by the held-out label loss, so every evaluation records it."""
+    teacher, student = pair
+    run = run_distillation(
+        student,
+        teacher,
+        tiny_cls_jsonl,
+        ["logits"],
+        holdout_fraction=0.3,
+        train=_train(max_steps=4, eval_every=2),
+    )
+    losses = [loss for _, _, loss in run.result.evaluations]
+    assert len(losses) == 2 and all(loss is not None and loss > 0 for loss in losses)
+    assert run.result.best_loss in losses
+    with pytest.raises(SlimformerError, match="holdout_fraction"):
+        run_distillation(student, teacher, tiny_cls_jsonl, ["logits"], holdout_fraction=1.0)
 
 
 def test_vocabulary_and_label_mismatch_are_refused(pair, tiny_llama_dir):

@@ -126,6 +126,12 @@ def _distill_parser(sub) -> None:
     command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--max-length", type=int, default=64)
     command.add_argument("--eval-every", type=int, help="evaluate every N steps")
+    command.add_argument(
+        "--holdout", type=float, default=0.1, help="train fraction held out to score checkpoints"
+    )
+    command.add_argument(
+        "--keep-last", action="store_true", help="end with the last weights, not the best scored"
+    )
     command.add_argument("--checkpoint-dir", help="resumable checkpoints go here")
     command.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
     command.add_argument("--seed", type=int, default=0)
@@ -259,7 +265,7 @@ def _measure(args) -> None:
 
 
 def _distill(args) -> None:
-    from slimformer.distill import distill, select_layers
+    from slimformer.distillation import distill, select_layers
     from slimformer.paths import check_output_dir
     from slimformer.pipeline import save
     from slimformer.zoo import load
@@ -278,6 +284,7 @@ def _distill(args) -> None:
         "lr": args.lr,
         "batch_size": args.batch_size,
         "eval_every": args.eval_every,
+        "load_best": not args.keep_last,
         "checkpoint_dir": args.checkpoint_dir,
         "checkpoint_every": args.checkpoint_every,
         "seed": args.seed,
@@ -291,6 +298,7 @@ def _distill(args) -> None:
         transfer=args.transfer,
         transfer_limit=args.transfer_limit,
         max_length=args.max_length,
+        holdout_fraction=args.holdout,
         train=train,
     )
     save(student, args.out, overwrite=args.overwrite)

@@ -1,6 +1,6 @@
 """Imports every built-in method so each registers itself once."""
 
-from slimformer.distill import stage as distill_stage  # noqa: F401
+from slimformer.distillation import stage as distill_stage  # noqa: F401
 from slimformer.methods.movement import stage as movement_stage  # noqa: F401
 from slimformer.methods.pruning import (
     magnitude,  # noqa: F401

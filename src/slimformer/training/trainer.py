@@ -3,7 +3,8 @@
 It owns the parts that are easy to get subtly wrong and dull to repeat:
 AdamW with linear warm-up and decay, gradient accumulation, bf16 autocast
 where the device supports it, evaluation every N steps on held-out data,
-keeping the best weights, and checkpoints that let an interrupted run resume
+keeping the best weights (ties of the score broken by the lower validation
+loss, see :func:`better`), and checkpoints that let an interrupted run resume
 at the same step with the same result. What is trained and how its loss is
 computed are the caller's: a module and a ``loss_fn(batch)``.
 
@@ -70,7 +71,9 @@ class TrainConfig(BaseModel):
     checkpoint_dir: str | None = None
     #: Save a resumable checkpoint every N optimizer steps (needs checkpoint_dir).
     checkpoint_every: PositiveInt | None = None
-    #: End with the best evaluated weights rather than the last ones.
+    #: End with the best evaluated weights rather than the last ones. Best: the best
+    #: score; among evaluations with the same score (a small validation split makes
+    #: accuracy saturate), the one with the lower validation loss; still tied: the earlier.
     load_best: bool = True
     progress: bool = True
 
@@ -81,20 +84,31 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class Evaluation:
-    """A held-out score: ``name`` for the progress bar, ``value`` to rank checkpoints by."""
+    """A held-out score: ``name`` for the progress bar, ``value`` to rank checkpoints by.
+
+    ``loss`` is the validation loss (lower is better) measured in the same pass; it
+    breaks ties of ``value``, which a coarse score on a small split has often
+    (accuracy on 50 examples moves in steps of 2%). None when ``value`` is a loss.
+    """
 
     name: str
     value: float
     higher_is_better: bool = True
+    loss: float | None = None
+
+
+#: One evaluation as recorded: (step, value, validation loss or None).
+Record = tuple[int, float, float | None]
 
 
 @dataclass
 class TrainResult:
     steps: int
     losses: list[float]
-    evaluations: list[tuple[int, float]]
+    evaluations: list[Record]
     best: float | None
     best_step: int | None
+    best_loss: float | None = None
 
 
 #: ``callback(trainer)`` runs after each optimizer step (after any checkpoint).
@@ -140,9 +154,10 @@ class Trainer:
         )
         self.step = 0
         self.losses: list[float] = []
-        self.evaluations: list[tuple[int, float]] = []
+        self.evaluations: list[Record] = []
         self.best: float | None = None
         self.best_step: int | None = None
+        self.best_loss: float | None = None
         self._best_state: dict[str, torch.Tensor] | None = None
         #: Training seconds so far, carried across a resume (for max_minutes).
         self.elapsed = 0.0
@@ -195,7 +210,9 @@ class Trainer:
         if self.evaluate is not None and not evaluated_last:
             self._evaluate()
         self._finish()
-        return TrainResult(self.step, self.losses, self.evaluations, self.best, self.best_step)
+        return TrainResult(
+            self.step, self.losses, self.evaluations, self.best, self.best_step, self.best_loss
+        )
 
     def _optimizer_step(self) -> float:
         config = self.config
@@ -248,9 +265,9 @@ class Trainer:
             result = self.evaluate()
         self.module.train(was_training)
         self._metric_name = result.name
-        self.evaluations.append((self.step, result.value))
-        if self.best is None or _better(result, self.best):
-            self.best, self.best_step = result.value, self.step
+        self.evaluations.append((self.step, result.value, result.loss))
+        if self.best is None or better(result, self.best, self.best_loss):
+            self.best, self.best_step, self.best_loss = result.value, self.step, result.loss
             self._keep_best()
 
     def _keep_best(self) -> None:
@@ -259,7 +276,8 @@ class Trainer:
         if folder is None:
             self._best_state = state
             return
-        save_atomic({"state": state, "step": self.step, "value": self.best}, folder / BEST)
+        payload = {"state": state, "step": self.step, "value": self.best, "loss": self.best_loss}
+        save_atomic(payload, folder / BEST)
 
     def _finish(self) -> None:
         if not (self.config.load_best and self.best_step is not None):
@@ -298,6 +316,7 @@ class Trainer:
             "evaluations": self.evaluations,
             "best": self.best,
             "best_step": self.best_step,
+            "best_loss": self.best_loss,
             "elapsed": self.elapsed,
         }
         save_atomic(payload, folder / LAST)
@@ -315,13 +334,29 @@ class Trainer:
         self.scheduler.load_state_dict(saved["scheduler"])
         set_rng_states(saved["rng"])
         self.step, self.losses = saved["step"], list(saved["losses"])
-        self.evaluations = [tuple(e) for e in saved["evaluations"]]
+        self.evaluations = [_record(e) for e in saved["evaluations"]]
         self.best, self.best_step = saved["best"], saved["best_step"]
+        self.best_loss = saved.get("best_loss")
         self.elapsed = float(saved.get("elapsed", 0.0))
         if self.best_step is not None and folder is not None and not (folder / BEST).is_file():
             self.best_step = None  # the best weights are gone: keep the last ones
         return True
 
 
-def _better(result: Evaluation, best: float) -> bool:
+def better(result: Evaluation, best: float, best_loss: float | None) -> bool:
+    """Whether ``result`` beats the best so far: a better score, or the same with less loss.
+
+    Keeping the first of equal scores froze students early: on a saturated split
+    many evaluations tie, and the later ones usually generalise better (plain
+    fine-tuning of the same student beat the first-best checkpoint by 10/193).
+    The validation loss is the finer measurement of the same held-out data.
+    """
+    if math.isclose(result.value, best, rel_tol=1e-12, abs_tol=1e-12):
+        return result.loss is not None and best_loss is not None and result.loss < best_loss
     return result.value > best if result.higher_is_better else result.value < best
+
+
+def _record(saved: Sequence) -> Record:
+    """An evaluation from a checkpoint (older ones stored no loss)."""
+    step, value, *rest = saved
+    return (int(step), float(value), rest[0] if rest else None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from slimformer.distill.data import Batch, Collator, Item
+from slimformer.distillation.data import Batch, Collator, Item
 from slimformer.methods.movement.masked_weight import MovementMask, score_parameters, set_level
 from slimformer.methods.movement.schedule import cubic_sparsity
 from slimformer.model import SlimModel

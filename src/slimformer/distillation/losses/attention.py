@@ -15,9 +15,9 @@ from typing import Literal
 
 import torch
 
-from slimformer.distill.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distill.losses.base import LossConfig, LossTerm, masked_mean
-from slimformer.distill.outputs import Needs, Outputs, Shape, pair_mask, split_heads
+from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean
+from slimformer.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 from slimformer.errors import SlimformerError
 
 

@@ -21,14 +21,18 @@ from slimformer.model import SlimModel
 
 @dataclass(frozen=True)
 class Needs:
-    """Which outputs a loss reads; layer numbers are 1-based (layer i's output)."""
+    """Which outputs a loss reads, down to the layer, so nothing else is kept or cached.
+
+    ``hidden`` holds hidden-state numbers (0 the embeddings, i layer i's output),
+    ``qkv`` 1-based layer numbers.
+    """
 
     logits: bool = False
-    hidden: bool = False
+    hidden: frozenset[int] = frozenset()
     qkv: frozenset[int] = frozenset()
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(self.logits or other.logits, self.hidden or other.hidden, self.qkv | other.qkv)
+        return Needs(self.logits or other.logits, self.hidden | other.hidden, self.qkv | other.qkv)
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,12 @@ class Shape:
 
 @dataclass
 class Outputs:
-    """One forward pass: logits, hidden states (embeddings first) and q/k/v by layer."""
+    """One forward pass: logits, the needed hidden states and q/k/v, by layer number."""
 
     mask: torch.Tensor
     shape: Shape
     logits: torch.Tensor | None = None
-    hidden: tuple[torch.Tensor, ...] | None = None
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
     qkv: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
@@ -78,14 +82,14 @@ def run_model(slim: SlimModel, shape: Shape, inputs: dict, needs: Needs) -> Outp
     """Call ``slim.model`` on ``inputs``, collecting what ``needs`` asks for."""
     captured: dict[int, tuple[torch.Tensor, ...]] = {}
     with _capture_qkv(slim, needs.qkv, captured):
-        out = slim.model(**inputs, output_hidden_states=needs.hidden)
+        out = slim.model(**inputs, output_hidden_states=bool(needs.hidden))
     logits = getattr(out, "logits", None)
     if needs.logits and logits is None:
         raise SlimformerError(
             f"{slim.name} has no logits (task {slim.task})",
             "use a classifier or a causal LM, or drop the logits loss",
         )
-    hidden = tuple(out.hidden_states) if needs.hidden else None
+    hidden = {number: out.hidden_states[number] for number in sorted(needs.hidden)}
     return Outputs(inputs["attention_mask"], shape, logits, hidden, captured)
 
 

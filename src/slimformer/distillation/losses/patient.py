@@ -13,9 +13,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from slimformer.distill.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distill.losses.base import LossConfig, LossTerm, projection
-from slimformer.distill.outputs import Needs, Outputs, Shape
+from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.distillation.losses.base import LossConfig, LossTerm, projection
+from slimformer.distillation.losses.hidden import hidden_needs
+from slimformer.distillation.outputs import Needs, Outputs, Shape
 
 
 class PatientKD(LossConfig):
@@ -26,7 +27,9 @@ class PatientKD(LossConfig):
     layer_map: LayerMapSpec = "skip"
 
     def needs(self, student: Shape, teacher: Shape) -> tuple[Needs, Needs]:
-        return Needs(hidden=True), Needs(hidden=True)
+        return hidden_needs(
+            resolve_layer_map(self.layer_map, student.num_layers, teacher.num_layers)
+        )
 
     def build(self, student: Shape, teacher: Shape) -> LossTerm:
         pairs = resolve_layer_map(self.layer_map, student.num_layers, teacher.num_layers)

@@ -12,9 +12,10 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from slimformer.distill.api import run_distillation
-from slimformer.distill.losses import AnyLoss, LogitsKD
-from slimformer.distill.select_layers import choose_layers, cut_layers
+from slimformer.distillation.api import run_distillation
+from slimformer.distillation.losses import AnyLoss, LogitsKD
+from slimformer.distillation.select_layers import choose_layers, cut_layers
+from slimformer.distillation.teacher_cache import CacheDtype
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
@@ -46,12 +47,19 @@ class Distill(MethodConfig):
     grad_accum: PositiveInt = 1
     warmup: float = Field(default=0.1, ge=0.0, le=1.0)
     eval_every: PositiveInt | None = None
+    #: Fraction of the train split held out to score checkpoints when the data has no
+    #: validation split (never the test split); larger scores more finely, trains on less.
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    #: End with the best-scoring weights (ties: lower validation loss); False: the last.
+    load_best: bool = True
     seed: int = 0
     precision: Precision = "auto"
     checkpoint_dir: str | None = None
     checkpoint_every: PositiveInt | None = None
     #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
     cache_teacher: bool = False
+    #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
+    cache_dtype: CacheDtype = "float16"
 
 
 @register_method(Distill)
@@ -74,6 +82,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
             "precision",
             "checkpoint_dir",
             "checkpoint_every",
+            "load_best",
         )
     }
     run_distillation(
@@ -85,7 +94,9 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         transfer_limit=config.transfer_limit,
         max_length=config.max_length,
         max_items=config.max_items,
+        holdout_fraction=config.holdout_fraction,
         cache_teacher=config.cache_teacher,
+        cache_dtype=config.cache_dtype,
         train={**train, "device": context.device, "progress": context.progress},
     )
 

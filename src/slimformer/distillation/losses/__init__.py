@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from slimformer.distill.losses.attention import AttentionMSE
-from slimformer.distill.losses.base import LossConfig, LossTerm
-from slimformer.distill.losses.hidden import HiddenCosine, HiddenMSE
-from slimformer.distill.losses.logits import LogitsKD
-from slimformer.distill.losses.minilm import MiniLM
-from slimformer.distill.losses.patient import PatientKD
+from slimformer.distillation.losses.attention import AttentionMSE
+from slimformer.distillation.losses.base import LossConfig, LossTerm
+from slimformer.distillation.losses.hidden import HiddenCosine, HiddenMSE
+from slimformer.distillation.losses.logits import LogitsKD
+from slimformer.distillation.losses.minilm import MiniLM
+from slimformer.distillation.losses.patient import PatientKD
 from slimformer.errors import SlimformerError
 
 LOSSES: dict[str, type[LossConfig]] = {

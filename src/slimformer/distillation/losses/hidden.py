@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from slimformer.distill.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distill.losses.base import LossConfig, LossTerm, masked_mean, projection
-from slimformer.distill.outputs import Needs, Outputs, Shape
+from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean, projection
+from slimformer.distillation.outputs import Needs, Outputs, Shape
 
 
 class HiddenMSE(LossConfig):
@@ -26,16 +26,19 @@ class HiddenMSE(LossConfig):
     layer_map: LayerMapSpec = "uniform"
     include_embeddings: bool = True
 
-    def needs(self, student: Shape, teacher: Shape) -> tuple[Needs, Needs]:
-        return Needs(hidden=True), Needs(hidden=True)
-
-    def build(self, student: Shape, teacher: Shape) -> LossTerm:
-        pairs = resolve_layer_map(
+    def pairs(self, student: Shape, teacher: Shape) -> list[tuple[int, int]]:
+        return resolve_layer_map(
             self.layer_map,
             student.num_layers,
             teacher.num_layers,
             include_embeddings=self.include_embeddings,
         )
+
+    def needs(self, student: Shape, teacher: Shape) -> tuple[Needs, Needs]:
+        return hidden_needs(self.pairs(student, teacher))
+
+    def build(self, student: Shape, teacher: Shape) -> LossTerm:
+        pairs = self.pairs(student, teacher)
         return _HiddenTerm(pairs, projection(student.hidden_size, teacher.hidden_size), "mse")
 
 
@@ -47,11 +50,20 @@ class HiddenCosine(LossConfig):
     layer_map: LayerMapSpec = "final"
 
     def needs(self, student: Shape, teacher: Shape) -> tuple[Needs, Needs]:
-        return Needs(hidden=True), Needs(hidden=True)
+        return hidden_needs(
+            resolve_layer_map(self.layer_map, student.num_layers, teacher.num_layers)
+        )
 
     def build(self, student: Shape, teacher: Shape) -> LossTerm:
         pairs = resolve_layer_map(self.layer_map, student.num_layers, teacher.num_layers)
         return _HiddenTerm(pairs, projection(student.hidden_size, teacher.hidden_size), "cosine")
+
+
+def hidden_needs(pairs: list[tuple[int, int]]) -> tuple[Needs, Needs]:
+    """Only the mapped hidden states: the rest are neither kept nor cached."""
+    return Needs(hidden=frozenset(s for s, _ in pairs)), Needs(
+        hidden=frozenset(t for _, t in pairs)
+    )
 
 
 class _HiddenTerm(LossTerm):

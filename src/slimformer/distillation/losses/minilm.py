@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from pydantic import PositiveInt
 
-from slimformer.distill.losses.base import LossConfig, LossTerm, masked_mean
-from slimformer.distill.outputs import Needs, Outputs, Shape, pair_mask, split_heads
+from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean
+from slimformer.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 from slimformer.errors import SlimformerError
 
 

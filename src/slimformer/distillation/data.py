@@ -18,7 +18,7 @@ import torch
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset
-from slimformer.distill.outputs import Outputs
+from slimformer.distillation.outputs import Outputs
 from slimformer.errors import SlimformerError
 
 UNLABELLED = -100

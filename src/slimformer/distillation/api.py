@@ -9,8 +9,11 @@
 
 Classifiers learn from labelled task data plus optional transfer text that
 the teacher labels on the fly, and are scored by accuracy on held-out
-examples; causal LMs learn from token windows and are scored by mean token
-loss on the validation split. The best-scoring weights are kept.
+examples (ties broken by their label loss); causal LMs learn from token
+windows and are scored by mean token loss on the validation split. The
+best-scoring weights are kept (``train={"load_best": False}``: the last).
+Held-out examples come from the data's validation split or, without one, a
+seeded ``holdout_fraction`` of its train split; never from its test split.
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from typing import Any
 import torch
 
 from slimformer.data.registry import resolve_dataset
-from slimformer.distill.checks import check_pair
-from slimformer.distill.data import (
+from slimformer.distillation.checks import check_pair
+from slimformer.distillation.data import (
     Collator,
     Item,
     holdout,
@@ -32,14 +35,19 @@ from slimformer.distill.data import (
     task_items,
     transfer_items,
 )
-from slimformer.distill.losses import parse_losses
-from slimformer.distill.objective import DistillObjective
-from slimformer.distill.teacher_cache import CachedTeacher, CachingCollator
+from slimformer.distillation.losses import parse_losses
+from slimformer.distillation.objective import DistillObjective
+from slimformer.distillation.teacher_cache import (
+    CachedTeacher,
+    CacheDtype,
+    CachingCollator,
+    cache_torch_dtype,
+)
+from slimformer.distillation.validation import accuracy_and_loss, heldout_loss, token_loss
 from slimformer.errors import SlimformerError
-from slimformer.evaluate.classification import predict
 from slimformer.model import SlimModel
 from slimformer.training.precision import autocast
-from slimformer.training.trainer import Callback, Evaluation, TrainConfig, Trainer, TrainResult
+from slimformer.training.trainer import Callback, TrainConfig, Trainer, TrainResult
 
 
 @dataclass
@@ -59,9 +67,11 @@ def distill(
 
     Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
     ``train`` (a :class:`TrainConfig` or its settings), ``max_length``,
-    ``holdout`` (fraction held out for evaluation when the data has no
-    validation split), ``max_items`` (LM windows), ``cache_teacher`` (store the
-    frozen teacher's outputs on disk and reuse them across epochs and runs),
+    ``holdout_fraction`` (of the train split held out for evaluation when the
+    data has no validation split; larger: a finer score, less to train on),
+    ``max_items`` (LM windows), ``cache_teacher`` (store the frozen teacher's
+    outputs on disk and reuse them across epochs and runs), ``cache_dtype``
+    (``"float16"``, ``"bfloat16"`` or ``"float32"``: how the cache stores them),
     ``callbacks``.
     """
     return run_distillation(student, teacher, data, losses, **options).student
@@ -80,6 +90,7 @@ def run_distillation(
     holdout_fraction: float = 0.1,
     max_items: int | None = None,
     cache_teacher: bool = False,
+    cache_dtype: CacheDtype = "float16",
     callbacks: Sequence[Callback] = (),
 ) -> DistillRun:
     """:func:`distill`, also returning the training record (losses, evaluations)."""
@@ -105,10 +116,12 @@ def run_distillation(
     collate = Collator(items, student.tokenizer, max_length, train.device)
     if cache_teacher:
         with autocast(train.precision, train.device):
-            cache = CachedTeacher.build(objective, items, collate, train.batch_size)
+            cache = CachedTeacher.build(
+                objective, items, collate, train.batch_size, cache_torch_dtype(cache_dtype)
+            )
         collate = CachingCollator(collate, cache)
     if evaluate is None and held:
-        evaluate = _heldout_loss(
+        evaluate = heldout_loss(
             objective,
             Collator(held, student.tokenizer, max_length, train.device),
             len(held),
@@ -148,6 +161,11 @@ def _name(data: Any) -> str | None:
 
 def _data(student, data, transfer, transfer_limit, max_length, fraction, max_items, train):
     """(train items, held-out items, evaluation) for the student's task."""
+    if not 0.0 <= fraction < 1.0:
+        raise SlimformerError(
+            f"holdout_fraction {fraction} leaves no training data or is negative",
+            "hold out a fraction in [0, 1), e.g. 0.1 (0: no evaluation, keep the last weights)",
+        )
     if student.task == "causal-lm":
         return _lm_data(student, data, max_length, max_items, train)
     if student.task == "classification":
@@ -161,7 +179,7 @@ def _data(student, data, transfer, transfer_limit, max_length, fraction, max_ite
             extra = transfer_items(transfer, transfer_limit, train.seed)
             _non_empty(extra, transfer)
             items = items + extra
-        evaluate = _accuracy(student, held, max_length, train) if held else None
+        evaluate = accuracy_and_loss(student, held, max_length, train) if held else None
         return items, held, evaluate
     texts = resolve_dataset(data).texts("train")
     items = [Item(text=t) for t in texts]
@@ -181,7 +199,7 @@ def _lm_data(student, data, max_length, max_items, train):
         held = lm_windows(student.tokenizer, dataset, "validation", max_length, limit)
     else:
         items, held = holdout(items, 0.1, train.seed)
-    evaluate = _token_loss(student, held, train) if held else None
+    evaluate = token_loss(student, held, train) if held else None
     return items, held, evaluate
 
 
@@ -191,50 +209,6 @@ def _non_empty(items: list, data: Any) -> None:
             f"dataset {_name(data)!r} gives no training examples",
             "pass a dataset with examples (for text: at least one window of max_length tokens)",
         )
-
-
-def _accuracy(student: SlimModel, held: list[Item], max_length: int, train: TrainConfig):
-    texts, labels = [i.text for i in held], [i.label for i in held]
-
-    def evaluate() -> Evaluation:
-        predictions = predict(
-            student.model, student.tokenizer, texts, 32, max_length, train.device, False
-        )
-        correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
-        return Evaluation("acc", correct / len(labels))
-
-    return evaluate
-
-
-def _token_loss(student: SlimModel, held: list[Item], train: TrainConfig):
-    ids = torch.tensor([item.ids for item in held])
-
-    def evaluate() -> Evaluation:
-        total = 0.0
-        for start in range(0, len(ids), 4):
-            batch = ids[start : start + 4].to(train.device)
-            logits = student.model(input_ids=batch).logits.float()
-            total += float(
-                torch.nn.functional.cross_entropy(
-                    logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
-                )
-            )
-        return Evaluation("token_loss", total / (ids.shape[0] * (ids.shape[1] - 1)), False)
-
-    return evaluate
-
-
-def _heldout_loss(objective: DistillObjective, collate: Collator, n: int, batch_size: int):
-    """Embedding models have no task score: rank checkpoints by held-out distillation loss."""
-
-    def evaluate() -> Evaluation:
-        total = 0.0
-        for start in range(0, n, batch_size):
-            indices = list(range(start, min(n, start + batch_size)))
-            total += float(objective(collate(indices))) * len(indices)
-        return Evaluation("heldout_loss", total / n, False)
-
-    return evaluate
 
 
 __all__ = ["DistillRun", "distill", "run_distillation"]
