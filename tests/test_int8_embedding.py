@@ -76,6 +76,23 @@ def test_output_dtype_follows_the_table():
     assert Int8Embedding.from_spec(module.spec()).dtype == torch.bfloat16
 
 
+def test_casting_the_model_changes_the_output_dtype_not_the_scales():
+    module = Int8Embedding.from_embedding(random_embedding())
+    scales, codes = module.scales.clone(), module.qweight.clone()
+    module.to(torch.bfloat16)
+    assert module.scales.dtype == torch.float16 and torch.equal(module.scales, scales)
+    assert torch.equal(module.qweight, codes)
+    assert module(torch.tensor([1])).dtype == torch.bfloat16
+    assert module.spec()["dtype"] == "bfloat16"
+
+
+def test_then_float_format_gives_a_consistent_bf16_model(tiny_bert_cls_dir, minilm_tokenizer):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    slimformer.quantize_(slim, slimformer.Int8Embeddings(), progress=False)
+    slimformer.quantize_(slim, slimformer.FloatFormat(), progress=False)
+    assert eager_outputs(slim, minilm_tokenizer).dtype == torch.bfloat16
+
+
 def test_spec_rebuilds_an_empty_module_of_the_same_shape():
     module = Int8Embedding.from_embedding(random_embedding(padding_idx=3))
     assert module_class("int8_embedding") is Int8Embedding

@@ -97,6 +97,20 @@ class Int8Embedding(nn.Module):
         scales = self.scales[ids].unsqueeze(-1)
         return (codes.float() * scales.float()).to(self.dtype)
 
+    def _apply(self, fn, recurse=True):
+        """Follow device moves and float casts in the output, but keep the scales fp16.
+
+        ``model.to(torch.bfloat16)`` (the ``float`` method) would otherwise round
+        the stored fp16 scales to bf16 and leave lookups float32 in a bf16 model.
+        """
+        scales = self.scales
+        super()._apply(fn, recurse)
+        self.scales = scales.to(self.scales.device)
+        probe = fn(torch.zeros((), dtype=self.dtype))
+        if probe.is_floating_point():
+            self.dtype = probe.dtype
+        return self
+
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}, int8 rows"
