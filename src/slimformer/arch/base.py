@@ -197,11 +197,18 @@ class Adapter:
         return [LayerParts(index=i, module=block) for i, block in enumerate(stack)]
 
     def embeddings(self) -> dict[str, nn.Module]:
-        return {
-            name: module
-            for name, module in self.model.named_modules()
-            if isinstance(module, nn.Embedding)
-        }
+        """Every embedding table (plain or compressed) by qualified name."""
+        return {name: module for name, module in self.model.named_modules() if is_embedding(module)}
+
+    def token_embedding(self) -> str | None:
+        """The name of the table input ids are looked up in, None if the model has none.
+
+        It is the model's own input embedding (``get_input_embeddings``) where
+        the model names one; position and token-type tables are the others.
+        """
+        get_input = getattr(self.model, "get_input_embeddings", None)
+        module = get_input() if callable(get_input) else None
+        return next((name for name, m in self.embeddings().items() if m is module), None)
 
     def head(self) -> nn.Module | None:
         """The task head (classifier or LM head), if the model has one."""
@@ -222,7 +229,7 @@ class Adapter:
         head = self.head()
         if head is not None and (module is head or _contains(head, module)):
             return "head"
-        if isinstance(module, nn.Embedding):
+        if is_embedding(module):
             return "embedding"
         for layer in self.layers():
             if layer.attention is not None and _contains(layer.attention.module, module):
@@ -299,6 +306,17 @@ class Adapter:
                 num_heads=att.num_heads, num_kv_heads=att.num_kv_heads, head_dim=att.head_dim
             )
         return info
+
+
+def is_embedding(module: nn.Module) -> bool:
+    """Whether ``module`` is an embedding table: ``nn.Embedding`` or a compressed one.
+
+    Compressed tables (``Int8Embedding``) keep ``num_embeddings`` and
+    ``embedding_dim``, so adapters still name them after quantization.
+    """
+    return isinstance(module, nn.Embedding) or all(
+        isinstance(getattr(module, attr, None), int) for attr in ("num_embeddings", "embedding_dim")
+    )
 
 
 def out_features(module: nn.Module) -> int:

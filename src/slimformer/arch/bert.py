@@ -11,6 +11,7 @@ from slimformer.arch.base import (
     LayerSizes,
     MLPParts,
     ScaleGroup,
+    is_embedding,
 )
 
 
@@ -70,7 +71,7 @@ class BertAdapter(Adapter):
         return {
             f"{prefix}.{name}": module
             for name, module in emb.named_children()
-            if isinstance(module, nn.Embedding)
+            if is_embedding(module)
         }
 
     def head(self) -> nn.Module | None:

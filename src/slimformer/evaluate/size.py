@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from slimformer.arch.base import is_embedding
 from slimformer.errors import SlimformerError
 
 # Bytes per element of each safetensors dtype. Sub-byte float formats are
@@ -209,6 +210,8 @@ def is_linear_like(module: nn.Module) -> bool:
     """Dense linears, GPT-2 style ``Conv1D``, and compressed linear replacements."""
     if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
         return True
+    if is_embedding(module):  # a compressed embedding table speaks for itself, but is no linear
+        return False
     return callable(getattr(module, "logical_weights", None))
 
 

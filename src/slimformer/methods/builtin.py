@@ -9,6 +9,7 @@ from slimformer.methods.pruning import (
 )
 from slimformer.methods.quantization import (
     awq,  # noqa: F401
+    embedding,  # noqa: F401
     float_format,  # noqa: F401
     gptq,  # noqa: F401
     int8_dynamic,  # noqa: F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 from slimformer.methods.apply import apply_method
 from slimformer.methods.base import MethodConfig
 from slimformer.methods.quantization.awq import AWQ
+from slimformer.methods.quantization.embedding import Int8Embeddings
 from slimformer.methods.quantization.float_format import FloatFormat
 from slimformer.methods.quantization.gptq import GPTQ
 from slimformer.methods.quantization.int8_dynamic import Int8Dynamic
@@ -30,6 +31,7 @@ __all__ = [
     "W8A8",
     "FloatFormat",
     "Int8Dynamic",
+    "Int8Embeddings",
     "MixedPrecision",
     "SmoothQuant",
     "quantize_",
