@@ -46,6 +46,10 @@ class Movement(LinearSelection):
     epochs: PositiveInt = 10
     lr: PositiveFloat = 1e-4
     score_lr: PositiveFloat = Field(default=1e-2, description="Learning rate of the scores.")
+    score_init: Literal["zeros", "magnitude"] = Field(
+        default="zeros",
+        description="Initial scores: equal (the paper) or |W| / mean |W| of the layer.",
+    )
     batch_size: PositiveInt = 16
     max_length: PositiveInt = 64
     warmup_fraction: float = Field(
@@ -74,7 +78,7 @@ class Movement(LinearSelection):
 @register_method(Movement)
 def apply_movement(slim: SlimModel, config: Movement, context: StageContext) -> None:
     linears = config.select(slim)
-    masks = attach_masks(linears, config.variant)
+    masks = attach_masks(linears, config.variant, config.score_init)
     try:
         train_with_masks(slim, masks, config, context.device, context.progress)
     finally:
