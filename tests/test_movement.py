@@ -146,6 +146,24 @@ def test_scores_move_the_mask_away_from_magnitude(tiny_bert_cls_dir, tiny_cls_js
     assert not torch.equal(a, b)
 
 
+def test_hard_mask_from_equal_scores_ignores_score_lr(tiny_bert_cls_dir, tiny_cls_jsonl):
+    """Equal initial scores: Adam scales every score step alike and top-k ignores scale.
+
+    So score_lr only matters once the scores start unequal (score_init: magnitude).
+    """
+    data = {"sparsity": 0.5, "dataset": str(tiny_cls_jsonl), **QUICK}
+
+    def kept(settings) -> dict[str, torch.Tensor]:
+        slim = run_stage(tiny_bert_cls_dir, {**data, **settings})
+        return {name: linear.weight != 0 for name, linear in encoder_linears(slim).items()}
+
+    slow, fast = kept({"score_lr": 1e-2}), kept({"score_lr": 1e-1})
+    assert all(torch.equal(slow[name], fast[name]) for name in slow)
+    warm_slow = kept({"score_lr": 1e-3, "score_init": "magnitude"})
+    warm_fast = kept({"score_lr": 1.0, "score_init": "magnitude"})
+    assert not all(torch.equal(warm_slow[name], warm_fast[name]) for name in warm_slow)
+
+
 def test_soft_variant_l1_prunes_more(tiny_bert_cls_dir, tiny_cls_jsonl):
     data = {
         "variant": "soft",
