@@ -9,6 +9,11 @@ with: the same schedule and budget, ranking ``|W|``; with
 ``warmup_fraction: 0`` and ``cooldown_fraction: 1`` it is one-shot magnitude
 pruning followed by a fine-tune that keeps the pruned weights at zero.
 
+``score_init: magnitude`` is for a model already fine-tuned on the task (such
+as minilm-intent): at its loss minimum the early score gradients are noise, so
+equal initial scores make the first pruning steps random; starting the scores
+at magnitude's ranking lets movement revise a sound mask instead.
+
 The stage ends with a plain model: masks folded into the weights (pruned
 weights exactly zero), score parameters gone (see ``masked_weight.py`` for
 how sparse storage picks it up).
