@@ -13,6 +13,7 @@ import slimformer
 from slimformer.errors import SlimformerError
 from slimformer.methods import make_config
 from slimformer.methods.base import StageContext, method_entry
+from slimformer.methods.movement.binarize import topk_keep_mask
 from slimformer.methods.movement.masked_weight import attach_masks, fold_masks, set_level
 from slimformer.methods.movement.schedule import cubic_sparsity
 from slimformer.pipeline import MeasureOptions
@@ -47,6 +48,18 @@ def test_cubic_schedule_values():
     assert cubic_sparsity(0, total, target, 0, total) == target
 
 
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.5, 0.51, 0.9, 0.99])
+def test_topk_mask_keeps_the_highest_scores_exactly(sparsity):
+    """Both ranking directions (dropped side below 50%, kept side above) agree."""
+    scores = torch.randperm(1000).float().view(40, 25)
+    mask = topk_keep_mask(scores, sparsity)
+    drop = round(sparsity * 1000)
+    assert int((mask == 0).sum()) == drop
+    assert torch.equal(mask.bool(), scores >= drop)  # scores are 0..999: keep the top ones
+    ties = topk_keep_mask(torch.zeros(40, 25), sparsity)  # equal scores: count still exact
+    assert int((ties == 0).sum()) == drop
+
+
 def test_straight_through_gradient_reaches_scores():
     torch.manual_seed(0)
     linear = nn.Linear(8, 6)
@@ -66,6 +79,24 @@ def test_straight_through_gradient_reaches_scores():
     assert scores.grad is not None and scores.grad.abs().sum() > 0
     torch.testing.assert_close(scores.grad, expected)
     torch.testing.assert_close(weight.grad, effective.grad * mask)  # pruned weights get none
+
+
+def test_magnitude_initialised_scores_start_at_the_magnitude_mask():
+    """score_init: magnitude ranks like magnitude pruning until the scores have moved."""
+    torch.manual_seed(0)
+    linear, twin = nn.Linear(20, 10), nn.Linear(20, 10)
+    twin.load_state_dict(linear.state_dict())
+    moved = attach_masks({"l": linear}, "hard", "magnitude")
+    magnitude = attach_masks({"l": twin}, "magnitude")
+    weight = linear.parametrizations.weight.original.detach()
+    scores = moved["l"].scores.detach()
+    torch.testing.assert_close(scores.mean(), torch.tensor(1.0))  # scale-free across layers
+    torch.testing.assert_close(scores, weight.abs() / weight.abs().mean())
+    for level in (0.3, 0.9):
+        set_level({**moved, "t": magnitude["l"]}, level)
+        assert torch.equal(linear.weight != 0, twin.weight != 0)
+    zero = attach_masks({"z": nn.Linear(4, 4)}, "hard")["z"].scores
+    assert torch.equal(zero, torch.zeros(4, 4))  # the paper's default: equal scores
 
 
 def test_soft_mask_folds_to_threshold():
@@ -113,6 +144,24 @@ def test_scores_move_the_mask_away_from_magnitude(tiny_bert_cls_dir, tiny_cls_js
     b = magnitude.model.get_submodule(name).weight != 0
     assert int(a.sum()) == int(b.sum())
     assert not torch.equal(a, b)
+
+
+def test_hard_mask_from_equal_scores_ignores_score_lr(tiny_bert_cls_dir, tiny_cls_jsonl):
+    """Equal initial scores: Adam scales every score step alike and top-k ignores scale.
+
+    So score_lr only matters once the scores start unequal (score_init: magnitude).
+    """
+    data = {"sparsity": 0.5, "dataset": str(tiny_cls_jsonl), **QUICK}
+
+    def kept(settings) -> dict[str, torch.Tensor]:
+        slim = run_stage(tiny_bert_cls_dir, {**data, **settings})
+        return {name: linear.weight != 0 for name, linear in encoder_linears(slim).items()}
+
+    slow, fast = kept({"score_lr": 1e-2}), kept({"score_lr": 1e-1})
+    assert all(torch.equal(slow[name], fast[name]) for name in slow)
+    warm_slow = kept({"score_lr": 1e-3, "score_init": "magnitude"})
+    warm_fast = kept({"score_lr": 1.0, "score_init": "magnitude"})
+    assert not all(torch.equal(warm_slow[name], warm_fast[name]) for name in warm_slow)
 
 
 def test_soft_variant_l1_prunes_more(tiny_bert_cls_dir, tiny_cls_jsonl):
@@ -167,6 +216,7 @@ def test_recipe_saves_and_reloads(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path):
         ({}, r"the hard variant needs a target sparsity"),
         ({"variant": "soft", "sparsity": 0.5}, r"soft variant reaches its sparsity through l1"),
         ({"sparsity": 0.5, "warmup_fraction": 0.6, "cooldown_fraction": 0.6}, r"at most 1"),
+        ({"sparsity": 0.5, "score_init": "random"}, r"setting 'score_init'"),
     ],
 )
 def test_bad_settings_one_line(settings, message):

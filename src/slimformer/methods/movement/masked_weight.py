@@ -28,6 +28,7 @@ from slimformer.methods.movement.binarize import (
 )
 
 Variant = Literal["hard", "soft", "magnitude"]
+ScoreInit = Literal["zeros", "magnitude"]
 
 
 class MovementMask(nn.Module):
@@ -37,13 +38,12 @@ class MovementMask(nn.Module):
     magnitude baseline on the same schedule, with no scores to learn.
     """
 
-    def __init__(self, weight: torch.Tensor, variant: Variant) -> None:
+    def __init__(self, weight: torch.Tensor, variant: Variant, init: ScoreInit = "zeros") -> None:
         super().__init__()
         self.variant = variant
         self.level = 0.0
         if variant != "magnitude":
-            # Equal scores at the start: nothing is preferred before the task has spoken.
-            self.scores = nn.Parameter(torch.zeros_like(weight, dtype=torch.float32))
+            self.scores = nn.Parameter(initial_scores(weight, init))
 
     def mask(self, weight: torch.Tensor) -> torch.Tensor:
         if self.variant == "hard":
@@ -56,11 +56,28 @@ class MovementMask(nn.Module):
         return weight * self.mask(weight).to(weight.dtype)
 
 
-def attach_masks(linears: dict[str, nn.Linear], variant: Variant) -> dict[str, MovementMask]:
+def initial_scores(weight: torch.Tensor, init: ScoreInit) -> torch.Tensor:
+    """Scores before training: equal (Sanh et al.), or ``|W|`` over the layer's mean ``|W|``.
+
+    Equal scores prefer nothing before the task has spoken, and the hard mask is
+    then invariant to ``score_lr`` (Adam's steps scale every score alike, and a
+    top-k ranking ignores scale). Magnitude scores start the ranking at
+    magnitude pruning's and let movement revise it; ``score_lr`` then sets how
+    many steps of consistent movement outweigh one mean magnitude.
+    """
+    if init == "zeros":
+        return torch.zeros_like(weight, dtype=torch.float32)
+    magnitude = weight.detach().abs().float()
+    return magnitude / magnitude.mean().clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def attach_masks(
+    linears: dict[str, nn.Linear], variant: Variant, init: ScoreInit = "zeros"
+) -> dict[str, MovementMask]:
     """Parametrize every layer of ``linears``; returns the masks by layer name."""
     masks = {}
     for name, linear in linears.items():
-        mask = MovementMask(linear.weight.detach(), variant)
+        mask = MovementMask(linear.weight.detach(), variant, init)
         parametrize.register_parametrization(linear, "weight", mask)
         masks[name] = mask
     return masks

@@ -9,6 +9,11 @@ with: the same schedule and budget, ranking ``|W|``; with
 ``warmup_fraction: 0`` and ``cooldown_fraction: 1`` it is one-shot magnitude
 pruning followed by a fine-tune that keeps the pruned weights at zero.
 
+``score_init: magnitude`` is for a model already fine-tuned on the task (such
+as minilm-intent): at its loss minimum the early score gradients are noise, so
+equal initial scores make the first pruning steps random; starting the scores
+at magnitude's ranking lets movement revise a sound mask instead.
+
 The stage ends with a plain model: masks folded into the weights (pruned
 weights exactly zero), score parameters gone (see ``masked_weight.py`` for
 how sparse storage picks it up).
@@ -46,6 +51,10 @@ class Movement(LinearSelection):
     epochs: PositiveInt = 10
     lr: PositiveFloat = 1e-4
     score_lr: PositiveFloat = Field(default=1e-2, description="Learning rate of the scores.")
+    score_init: Literal["zeros", "magnitude"] = Field(
+        default="zeros",
+        description="Initial scores: equal (the paper) or |W| / mean |W| of the layer.",
+    )
     batch_size: PositiveInt = 16
     max_length: PositiveInt = 64
     warmup_fraction: float = Field(
@@ -74,7 +83,7 @@ class Movement(LinearSelection):
 @register_method(Movement)
 def apply_movement(slim: SlimModel, config: Movement, context: StageContext) -> None:
     linears = config.select(slim)
-    masks = attach_masks(linears, config.variant)
+    masks = attach_masks(linears, config.variant, config.score_init)
     try:
         train_with_masks(slim, masks, config, context.device, context.progress)
     finally:
