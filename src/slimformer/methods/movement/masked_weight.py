@@ -6,11 +6,10 @@ its ``weight`` reads as ``W * M``. Folding keeps the masked values, removes
 the parametrization and the scores, and leaves a plain model whose pruned
 weights are exactly zero.
 
-Hand-over to sparse storage: the result is zeros in the weights. A saved
-model is an ordinary dense checkpoint; compact sparse storage finds the
-pruned weights as the exact zeros of each pruned linear, and
-:func:`fold_masks` also returns the boolean keep-masks by layer name for
-callers in Python that want them without re-deriving them.
+Hand-over to sparse storage: :func:`fold_masks` returns the boolean
+keep-masks by layer name, and the stage stores each folded layer with its
+mask as a ``SparseLinear`` (a weight that happens to be zero but was kept
+stays a stored value, so the mask is the stage's, not re-derived from zeros).
 """
 
 from __future__ import annotations

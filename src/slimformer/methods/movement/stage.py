@@ -14,9 +14,9 @@ as minilm-intent): at its loss minimum the early score gradients are noise, so
 equal initial scores make the first pruning steps random; starting the scores
 at magnitude's ranking lets movement revise a sound mask instead.
 
-The stage ends with a plain model: masks folded into the weights (pruned
-weights exactly zero), score parameters gone (see ``masked_weight.py`` for
-how sparse storage picks it up).
+The stage ends with the masks folded in and the scores gone, each pruned
+linear stored as a :class:`slimformer.nn.SparseLinear` (bitmask + kept
+values), so the saved model shrinks with sparsity like one-shot pruning's.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from slimformer.arch import PARTS
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.movement.masked_weight import attach_masks, fold_masks
 from slimformer.methods.movement.training import train_with_masks
+from slimformer.methods.pruning.replace import install_pruned
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 
@@ -88,6 +89,8 @@ def apply_movement(slim: SlimModel, config: Movement, context: StageContext) -> 
         train_with_masks(slim, masks, config, context.device, context.progress)
     finally:
         kept = fold_masks(linears)
+    for name, linear in linears.items():  # compact storage: bytes fall with sparsity
+        install_pruned(slim, name, linear, linear.weight, kept[name], "unstructured")
     slim.refresh_adapter()
     if context.progress:
         total = sum(mask.numel() for mask in kept.values())
