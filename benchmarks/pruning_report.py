@@ -135,19 +135,25 @@ def _movement_section(rows, results) -> list[str]:
         "learned scores, magnitude those with the largest |w| (Sanh et al., 2020). Embeddings "
         "and the head stay dense.",
         "",
-        "| sparsity | movement accuracy | magnitude accuracy | movement - magnitude (points) | "
-        "movement disk MB | movement train s | magnitude train s |",
-        "|---|---|---|---|---|---|---|",
+        "| sparsity | seed | movement accuracy | magnitude accuracy | movement - magnitude "
+        "(points) | movement disk MB | movement train s | magnitude train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for x in sorted({r.x for r in chosen}):
-        pair = {r.series: results.get(r.name, {}) for r in chosen if r.x == x}
+    for x, seed in sorted({(r.x, r.extra.get("seed", 0)) for r in chosen}):
+        pair = {
+            r.series: results.get(r.name, {})
+            for r in chosen
+            if (r.x, r.extra.get("seed", 0)) == (x, seed)
+        }
         move, mag = pair.get("movement", {}), pair.get("magnitude", {})
         if not (_ok(move) and _ok(mag)):
-            lines.append(f"| {x:.0%} | {move.get('error', '-')} | {mag.get('error', '-')} |||||")
+            lines.append(
+                f"| {x:.0%} | {seed} | {move.get('error', '-')} | {mag.get('error', '-')} |||||"
+            )
             continue
         a, b = move["quality"]["value"], mag["quality"]["value"]
         lines.append(
-            f"| {x:.0%} | {100 * a:.2f}% | {100 * b:.2f}% | {100 * (a - b):+.2f} | "
+            f"| {x:.0%} | {seed} | {100 * a:.2f}% | {100 * b:.2f}% | {100 * (a - b):+.2f} | "
             f"{move['disk_bytes'] / 1e6:.1f} | {move['compress_s']:.0f} | {mag['compress_s']:.0f} |"
         )
     return lines
@@ -243,13 +249,16 @@ def _plot_movement(ax, rows, results) -> bool:
         points = sorted(
             (r.x, results[r.name]["quality"]["value"])
             for r in rows
-            if r.model == "minilm-intent" and r.series == series and _ok(results.get(r.name, {}))
+            if r.model == "minilm-intent"
+            and r.series == series
+            and r.extra.get("seed", 0) == 0
+            and _ok(results.get(r.name, {}))
         )
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=series)
             drawn = True
     ax.set_xlabel("sparsity of attention and MLP weights")
     ax.set_ylabel("intent test accuracy")
-    ax.set_title("minilm-intent: movement vs magnitude pruning during fine-tuning")
+    ax.set_title("minilm-intent: movement vs magnitude pruning while fine-tuning (seed 0)")
     ax.legend()
     return drawn
