@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.slimformer-installed
 
-.PHONY: install demo test lint bench bench-quant bench-prune clean
+.PHONY: install demo test lint bench bench-quant bench-prune bench-distill clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-quant: $(STAMP)
 bench-prune: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/pruning.py
+
+bench-distill: $(STAMP)
+	$(PIP) install -q -e ".[bench]"
+	$(PY) benchmarks/distillation.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

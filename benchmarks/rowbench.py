@@ -109,7 +109,7 @@ def compress_row(
         "eval_detail": {
             k: v
             for k, v in quality["metrics"].items()
-            if k in ("windows", "window", "tokens", "examples", "correct")
+            if k in ("windows", "window", "tokens", "mean_loss", "examples", "n", "correct")
         },
         **(facts(slim, row) if facts else {}),
     }
@@ -127,9 +127,24 @@ def _apply(slim, row: Row, apply_peer: PeerHook | None) -> list[str]:
     if row.recipe == []:
         return []  # the dense reference
     recipe = Recipe.load(row.recipe if isinstance(row.recipe, str) else {"stages": row.recipe})
+    original = _original_if_needed(slim, recipe)
     for stage in recipe.stages:
-        apply_method(slim, stage, progress=False)
+        apply_method(slim, stage, progress=False, original=original)
     return [stage.method for stage in recipe.stages]
+
+
+def _original_if_needed(slim, recipe):
+    """A copy of the model before the recipe, for stages that learn from it (``distill``).
+
+    ``slimformer compress`` keeps the same copy; without it a distill stage has no teacher.
+    """
+    import copy
+
+    from slimformer.methods.base import method_entry
+
+    if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
+        return copy.deepcopy(slim)
+    return None
 
 
 def _reloads_identically(slim, folder: Path) -> bool:
