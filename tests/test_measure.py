@@ -82,6 +82,18 @@ def test_logical_weights_module_counted_through_protocol() -> None:
     assert nonzero == expected_nonzero  # the fake's bias is all zeros
 
 
+def test_a_module_reached_twice_is_counted_once() -> None:
+    """A compiled runner holds the model twice; logical weights are new tensors each call."""
+
+    class Dequantizing(FakeInt8Linear):
+        def logical_weights(self) -> list[torch.Tensor]:
+            return [self.codes.float() * 0.1, self.bias]  # rebuilt on every call
+
+    compressed = Dequantizing(5, 6)
+    model = nn.Sequential(compressed, nn.Sequential(compressed))
+    assert count_parameters(model)[0] == 6 * 5 + 6
+
+
 def test_tied_weights_counted_once() -> None:
     embed, head = nn.Embedding(10, 4), nn.Linear(4, 10, bias=False)
     head.weight = embed.weight

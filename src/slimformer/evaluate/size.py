@@ -79,15 +79,24 @@ def _tensor_key(tensor: torch.Tensor) -> tuple:
     return (str(tensor.device), ptr, tensor.numel(), tensor.dtype)
 
 
-def _counted_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
-    """The tensors that represent ``module``'s weights, without double descent."""
+def _counted_tensors(module: nn.Module, visited: set[int] | None = None) -> Iterator[torch.Tensor]:
+    """The tensors that represent ``module``'s weights, without double descent.
+
+    A module reachable by two paths (a compiled runner holds the model it
+    compiled as well as the model) is visited once: ``logical_weights`` builds
+    new tensors on every call, which the tensor check cannot recognise.
+    """
+    visited = set() if visited is None else visited
+    if id(module) in visited:
+        return
+    visited.add(id(module))
     logical = getattr(module, "logical_weights", None)
     if callable(logical):
         yield from logical()
         return
     yield from module.parameters(recurse=False)
     for child in module.children():
-        yield from _counted_tensors(child)
+        yield from _counted_tensors(child, visited)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
