@@ -272,7 +272,6 @@ def main() -> None:
         __file__,
         write_report,
         facts=distillation_facts,
-        timed=lambda row: row.extra.get("timed", True),
     )
 
 

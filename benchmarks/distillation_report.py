@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from rowbench import fmt, identical, speedup
+from rowbench import fmt, identical, save_figures, speedup
 
 TEACHER = {"minilm-intent": "cls-teacher", "smollm2-135m": "lm-teacher"}
 D3_EXAMPLE_ROW, D2_EXAMPLE_ROW = "cls-d3-hidden-wiki", "cls-d2-hidden"
@@ -370,25 +370,11 @@ def _notes() -> list[str]:
 
 
 def _plots(rows, results, out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    names = []
-    for name, draw, columns in (
+    figures = [
         ("distillation_accuracy_size.png", _plot_accuracy_size, 2),
         ("distillation_loss_mixes.png", _plot_mixes, 1),
-    ):
-        fig, axes = plt.subplots(1, columns, figsize=(6 * columns if columns > 1 else 9, 4.5))
-        if draw(axes, rows, results):
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=120)
-            names.append(name)
-        plt.close(fig)
-    return names
+    ]
+    return save_figures(out, figures, rows, results)
 
 
 def _student_rows(rows, results) -> list:

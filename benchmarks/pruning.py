@@ -179,7 +179,6 @@ def main() -> None:
         __file__,
         write_report,
         facts=pruning_facts,
-        timed=lambda row: row.extra.get("timed", True),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rowbench import fmt, identical, speedup
+from rowbench import fmt, identical, save_figures, speedup
 
 DENSE = {"smollm2-135m": "lm-dense", "minilm-intent": "cls-dense"}
 STRUCTURED = ("heads", "ffn", "layers")
@@ -176,26 +176,12 @@ def _notes() -> list[str]:
 
 
 def _plots(rows, results, out: Path) -> list[str]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    names = []
-    for name, draw in (
-        ("pruning_lm_perplexity.png", _plot_lm),
-        ("pruning_structured_curves.png", _plot_structured),
-        ("pruning_movement.png", _plot_movement),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        if draw(ax, rows, results):
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=120)
-            names.append(name)
-        plt.close(fig)
-    return names
+    figures = [
+        ("pruning_lm_perplexity.png", _plot_lm, 1),
+        ("pruning_structured_curves.png", _plot_structured, 1),
+        ("pruning_movement.png", _plot_movement, 1),
+    ]
+    return save_figures(out, figures, rows, results)
 
 
 def _plot_lm(ax, rows, results) -> bool:

@@ -290,11 +290,12 @@ def run_benchmark(
     write_report: ReportWriter,
     apply_peer: PeerHook | None = None,
     facts: FactsHook | None = None,
-    timed: Callable[[Row], bool] = lambda row: True,
+    timed: Callable[[Row], bool] = lambda row: row.extra.get("timed", True),
 ) -> None:
     """The command line every family benchmark shares: rows, threads, rounds, resume.
 
-    ``timed`` picks the rows whose latency is worth measuring (all by default).
+    ``timed`` picks the rows whose latency is worth measuring: by default all
+    but those whose ``extra`` says ``timed: False``.
     """
     import argparse
 
@@ -337,3 +338,27 @@ def speedup(base, value) -> str:
 
 def identical(flag) -> str:
     return {True: "yes", False: "NO", None: "-"}[flag]
+
+
+#: A figure a report draws: file name, ``draw(axes, rows, results) -> drew anything``, columns.
+Figure = tuple[str, Callable[..., bool], int]
+
+
+def save_figures(out: Path, figures: list[Figure], rows, results) -> list[str]:
+    """Draw and save each figure (PNG) that has something to show; [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    names = []
+    for name, draw, columns in figures:
+        fig, axes = plt.subplots(1, columns, figsize=(6 * columns if columns > 1 else 7, 4.5))
+        if draw(axes, rows, results):
+            fig.tight_layout()
+            fig.savefig(out / name, dpi=120)
+            names.append(name)
+        plt.close(fig)
+    return names
