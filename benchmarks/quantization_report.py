@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rowbench import fmt, identical, speedup
+from rowbench import fmt, identical, save_figures, speedup
 
 #: What the README's done-when quotes compare against.
 DENSE = {"smollm2-135m": "lm-fp32", "minilm-intent": "cls-fp32"}
@@ -138,17 +138,14 @@ def _notes() -> list[str]:
 
 
 def _plots(rows, results, out: Path) -> list[str]:
-    try:
-        import matplotlib
+    figures = [("quantization_lm_size_quality.png", _plot_size_quality, 1)]
+    return save_figures(out, figures, rows, results)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
+
+def _plot_size_quality(ax, rows, results) -> bool:
     lm = [r for r in rows if r.model == "smollm2-135m" and "quality" in results.get(r.name, {})]
     if not lm:
-        return []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+        return False
     for row in lm:
         result = results[row.name]
         ax.scatter(result["disk_bytes"] / 1e6, result["quality"]["value"])
@@ -157,8 +154,4 @@ def _plots(rows, results, out: Path) -> list[str]:
     ax.set_ylabel("wiki test perplexity (lower is better)")
     ax.set_yscale("log")
     ax.set_title("smollm2-135m: quality against bytes on disk")
-    fig.tight_layout()
-    name = "quantization_lm_size_quality.png"
-    fig.savefig(out / name, dpi=120)
-    plt.close(fig)
-    return [name]
+    return True
