@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import yaml
 
-from rowbench import EXAMPLES, ROOT, Row, run_benchmark
+from rowbench import EXAMPLES, ROOT, Row, run_benchmark, size_facts
 
 WORK = ROOT / "benchmarks" / ".work" / "distillation"
 LM, CLS = "smollm2-135m", "minilm-intent"
@@ -241,22 +241,10 @@ ROWS = {row.name: row for row in _cls_rows() + _lm_rows()}
 
 
 def distillation_facts(slim, row: Row) -> dict[str, Any]:
-    """Logical weights (all, embeddings, the rest), depth and FFN width of a result.
-
-    Counts go through ``count_parameters``, so int8 modules (weights in
-    buffers) count their weights too and a tied LM head counts once.
-    """
-    from slimformer.arch.base import is_embedding
-    from slimformer.evaluate.size import count_parameters
-
-    total, _ = count_parameters(slim.model)
-    embeddings = sum(count_parameters(m)[0] for m in slim.model.modules() if is_embedding(m))
+    """Logical weights (all, embeddings, the rest), depth and FFN width of a result."""
     config = slim.model.config
     return {
-        "params": total,
-        "params_embeddings": embeddings,
-        "params_outside_embeddings": total - embeddings,
-        "layers": getattr(config, "num_hidden_layers", None),
+        **size_facts(slim),
         "intermediate_size": getattr(config, "intermediate_size", None),
         "heads": getattr(config, "num_attention_heads", None),
     }

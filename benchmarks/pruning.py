@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import yaml
 
-from rowbench import BF16_CALIBRATION, EXAMPLES, ROOT, Row, run_benchmark
+from rowbench import BF16_CALIBRATION, EXAMPLES, ROOT, Row, run_benchmark, size_facts
 
 WORK = ROOT / "benchmarks" / ".work" / "pruning"
 LM, CLS = "smollm2-135m", "minilm-intent"
@@ -155,17 +155,12 @@ def pruning_facts(slim, row: Row) -> dict[str, Any]:
     """
     from slimformer.nn import SparseLinear
 
-    sizes = {n: p.numel() for n, p in slim.model.named_parameters()}
-    sparse = {n: m for n, m in slim.model.named_modules() if isinstance(m, SparseLinear)}
-    sizes |= {f"{n}.weight": m.in_features * m.out_features for n, m in sparse.items()}
-    weights = sum(m.in_features * m.out_features for m in sparse.values())
-    nonzero = sum(int(m.dense_weight().count_nonzero()) for m in sparse.values())
+    sparse = [m for m in slim.model.modules() if isinstance(m, SparseLinear)]
+    weights = sum(m.in_features * m.out_features for m in sparse)
+    nonzero = sum(int(m.dense_weight().count_nonzero()) for m in sparse)
     return {
-        "params": sum(sizes.values()),
-        "params_outside_embeddings": sum(v for n, v in sizes.items() if "embed" not in n),
-        "params_embeddings": sum(v for n, v in sizes.items() if "embed" in n),
+        **size_facts(slim),
         "sparsity_of_pruned_layers": 1 - nonzero / weights if weights else None,
-        "layers": getattr(slim.model.config, "num_hidden_layers", None),
     }
 
 

@@ -122,29 +122,16 @@ def _apply(slim, row: Row, apply_peer: PeerHook | None) -> list[str]:
         apply_peer(slim.model, row.peer)
         return [row.peer]
     from slimformer.methods.apply import apply_method
+    from slimformer.pipeline import keep_original
     from slimformer.recipe import Recipe
 
     if row.recipe == []:
         return []  # the dense reference
     recipe = Recipe.load(row.recipe if isinstance(row.recipe, str) else {"stages": row.recipe})
-    original = _original_if_needed(slim, recipe)
+    original = keep_original(slim, recipe)  # the teacher of distill stages, as in compress
     for stage in recipe.stages:
         apply_method(slim, stage, progress=False, original=original)
     return [stage.method for stage in recipe.stages]
-
-
-def _original_if_needed(slim, recipe):
-    """A copy of the model before the recipe, for stages that learn from it (``distill``).
-
-    ``slimformer compress`` keeps the same copy; without it a distill stage has no teacher.
-    """
-    import copy
-
-    from slimformer.methods.base import method_entry
-
-    if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
-        return copy.deepcopy(slim)
-    return None
 
 
 def _reloads_identically(slim, folder: Path) -> bool:
@@ -156,6 +143,25 @@ def _reloads_identically(slim, folder: Path) -> bool:
         return bool(
             torch.equal(slim.model(input_ids=ids).logits, reloaded.model(input_ids=ids).logits)
         )
+
+
+def size_facts(slim) -> dict[str, Any]:
+    """Logical weights of a result: all, the embedding tables, the rest; and its depth.
+
+    Counts go through ``count_parameters``: compressed modules (int8, sparse)
+    count their logical ``[out, in]`` weights, a tied LM head counts once.
+    """
+    from slimformer.arch.base import is_embedding
+    from slimformer.evaluate.size import count_parameters
+
+    total, _ = count_parameters(slim.model)
+    embeddings = sum(count_parameters(m)[0] for m in slim.model.modules() if is_embedding(m))
+    return {
+        "params": total,
+        "params_embeddings": embeddings,
+        "params_outside_embeddings": total - embeddings,
+        "layers": getattr(slim.model.config, "num_hidden_layers", None),
+    }
 
 
 def task_data(row: Row) -> str:

@@ -78,8 +78,7 @@ def compress(
     slim.model.to(device)
     before = _assess(slim, eval, eval_options, measure, progress, reference=None)
     context = StageContext(device=device, progress=progress)
-    if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
-        context.original = _copy(slim)
+    context.original = keep_original(slim, recipe)
     before["runtime"] = slim.runtime
     timings = _run_stages(slim, recipe, context, progress)
     slim.set_runtime(runtime, device)
@@ -155,6 +154,13 @@ def warm_up(slim: SlimModel, shapes, threads: int | None) -> None:
     with torch_threads(threads), torch.inference_mode():
         for batch, seq in shapes:
             slim.runner(**make_inputs(vocab, batch, seq))
+
+
+def keep_original(slim: SlimModel, recipe: Recipe) -> SlimModel | None:
+    """A copy of ``slim`` before the recipe, when a stage learns from it (``distill``)."""
+    if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
+        return _copy(slim)
+    return None
 
 
 def _copy(slim: SlimModel) -> SlimModel:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.methods.quantization.grid import QuantizedWeight
+from slimformer.methods.quantization.grid import QuantizedWeight, QuantScheme
 from slimformer.nn.packing import packed_width, unpack
 from slimformer.nn.registry import float_weight, float_weights_cached, register_module
 from slimformer.nn.sparse_formats import (
@@ -58,6 +58,8 @@ class SparseLinear(nn.Module):
     """Drop-in replacement for ``nn.Linear`` holding a pruned weight in a compact layout."""
 
     kind = "sparse_linear"
+    #: The one grid quantized kept values are stored on: int8 codes, one scale a row.
+    VALUE_SCHEME = QuantScheme(8, 0, True)
 
     def __init__(
         self,
@@ -125,9 +127,8 @@ class SparseLinear(nn.Module):
         per-row grid, whose zero point is the fixed offset 128: a code minus
         128 fits int8, and a pruned zero stays exactly zero.
         """
-        scheme = qw.scheme
-        if (scheme.bits, scheme.group_size, scheme.symmetric) != (8, 0, True):
-            raise ValueError(f"sparse values take 8-bit symmetric per-row codes, not {scheme}")
+        if qw.scheme != self.VALUE_SCHEME:
+            raise ValueError(f"sparse values take 8-bit symmetric per-row codes, not {qw.scheme}")
         signed = (qw.codes.to(torch.int16) - qw.zeros.to(torch.int16)).to(torch.int8)
         module = SparseLinear.from_pruned(signed, self.keep_mask(), None, self.pattern)
         module.value_bits = 8

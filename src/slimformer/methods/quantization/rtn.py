@@ -35,22 +35,23 @@ class RTN(WeightOnlySettings):
     )
 
 
-def quantize_linear(linear: nn.Linear, scheme: QuantScheme, mse_clip: bool = False) -> nn.Module:
-    """A ``WeightOnlyLinear`` holding ``linear``'s weight rounded onto ``scheme``'s grid."""
-    weight = linear.weight.detach().float()
-    clip = mse_clip_search(weight, scheme) if mse_clip else 1.0
-    return WeightOnlyLinear.from_quantized(quantize_weight(weight, scheme, clip), linear.bias)
+def quantize_linear(
+    layer: nn.Linear | SparseLinear, scheme: QuantScheme, mse_clip: bool = False
+) -> nn.Module:
+    """``layer``'s weight rounded onto ``scheme``'s grid, in the module that stores it.
 
-
-def quantize_pruned(layer: SparseLinear, scheme: QuantScheme, mse_clip: bool = False) -> nn.Module:
-    """The pruned ``layer`` with its kept values rounded to int8: still sparse, now quantized.
-
-    The grid is fitted to the dense weight (pruned zeros included, which
-    changes nothing for a symmetric absmax grid) and only kept positions are stored.
+    A dense linear becomes a ``WeightOnlyLinear``; a pruned one stays a
+    ``SparseLinear`` whose kept values become int8 codes (the grid is fitted to
+    the dense weight, pruned zeros included, which changes nothing for a
+    symmetric absmax grid).
     """
-    weight = layer.dense_weight().float()
+    pruned = isinstance(layer, SparseLinear)
+    weight = (layer.dense_weight() if pruned else layer.weight.detach()).float()
     clip = mse_clip_search(weight, scheme) if mse_clip else 1.0
-    return layer.with_quantized_values(quantize_weight(weight, scheme, clip))
+    quantized = quantize_weight(weight, scheme, clip)
+    if pruned:
+        return layer.with_quantized_values(quantized)
+    return WeightOnlyLinear.from_quantized(quantized, layer.bias)
 
 
 @register_method(RTN)
@@ -59,8 +60,7 @@ def apply_rtn(slim: SlimModel, config: RTN, context: StageContext) -> None:
     scheme = config.scheme()
     progress = tqdm(layers.items(), desc="rtn", unit="layer", disable=not context.progress)
     for name, layer in progress:
-        quantize = quantize_pruned if isinstance(layer, SparseLinear) else quantize_linear
-        replace_module(slim.model, name, quantize(layer, scheme, config.mse_clip))
+        replace_module(slim.model, name, quantize_linear(layer, scheme, config.mse_clip))
 
 
 def round_unvisited(slim: SlimModel, names: Iterable[str], scheme: QuantScheme) -> list[str]:

@@ -13,9 +13,6 @@ from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 from slimformer.nn.sparse_linear import SparseLinear
 
-#: The one grid a pruned layer's kept values are stored on (int8 codes, a scale a row).
-SPARSE_VALUE_SCHEME = QuantScheme(8, 0, True)
-
 
 class WeightOnlySettings(LinearSelection):
     """Bits, group size and grid symmetry, and the layers they apply to."""
@@ -42,7 +39,7 @@ class WeightOnlySettings(LinearSelection):
         scheme = self.scheme()
         for name, linear in targets.items():
             scheme.validate(linear.in_features, layer=name)
-            if isinstance(linear, SparseLinear) and scheme != SPARSE_VALUE_SCHEME:
+            if isinstance(linear, SparseLinear) and scheme != SparseLinear.VALUE_SCHEME:
                 raise SlimformerError(
                     f"{name} is pruned, and its kept values take only 8-bit per-channel "
                     f"symmetric codes, not {self.bits} bits, group_size {self.group_size}",
