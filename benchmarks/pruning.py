@@ -3,10 +3,12 @@
 Writes benchmarks/results/pruning.md and .json, with plots:
 
 - smollm2-135m, wiki test perplexity: dense vs magnitude, Wanda and SparseGPT
-  at 50% and 60% unstructured and at 2:4 and 4:8, each with its compression
-  wall time, peak memory and bytes on disk; and 2:4 SparseGPT then W8 (sparse
-  and quantized weights saved together). The rows with a recipe in examples/
-  run that very file.
+  (as published: Wanda keeps the dense weights, SparseGPT its OBS update) at
+  50% and 60% unstructured and at 2:4 and 4:8; Wanda's and SparseGPT's masks
+  with the kept weights re-solved by ADMM (``refine: admm``) at 50% and 2:4;
+  each with its compression wall time, peak memory and bytes on disk; and 2:4
+  SparseGPT + ADMM then W8 (sparse and quantized weights saved together). The
+  rows with a recipe in examples/ run that very file.
 - minilm-intent, intent test accuracy: one-shot structured pruning curves
   (share of attention heads, of FFN neurons, of layers removed) with latency
   at batch 32 x seq 128 and bytes on disk, and the heads + FFN recipe with
@@ -35,32 +37,41 @@ LM, CLS = "smollm2-135m", "minilm-intent"
 #: Example recipes that are benchmark rows as they stand.
 EXAMPLE_ROWS = {
     ("magnitude", "50%"): "magnitude-50.yaml",
-    ("wanda", "50%"): "wanda-50.yaml",
-    ("sparsegpt", "50%"): "sparsegpt-50.yaml",
-    ("sparsegpt", "2:4"): "sparsegpt-2of4.yaml",
+    ("wanda+admm", "50%"): "wanda-50.yaml",
+    ("sparsegpt+admm", "50%"): "sparsegpt-50.yaml",
+    ("sparsegpt+admm", "2:4"): "sparsegpt-2of4.yaml",
 }
 PATTERNS = {"50%": {"sparsity": 0.5}, "60%": {"sparsity": 0.6}, "2:4": {"pattern": "2:4"}}
 PATTERNS["4:8"] = {"pattern": "4:8"}
+#: (series, stage method, extra settings, patterns): the published methods at every
+#: pattern, the ADMM re-solve of their masks at the two the targets name.
+METHODS = (
+    ("magnitude", "magnitude", {}, tuple(PATTERNS)),
+    ("wanda", "wanda", {}, tuple(PATTERNS)),
+    ("sparsegpt", "sparsegpt", {}, tuple(PATTERNS)),
+    ("wanda+admm", "wanda", {"refine": "admm"}, ("50%", "2:4")),
+    ("sparsegpt+admm", "sparsegpt", {"refine": "admm"}, ("50%", "2:4")),
+)
 #: Latency is timed on these LM rows only: every unstructured method stores alike.
 TIMED_LM = {"lm-dense", "lm-magnitude-50", "lm-sparsegpt-2of4", "lm-sparsegpt-2of4-w8"}
 
 
 def _lm_rows() -> list[Row]:
     rows = [Row("lm-dense", LM, "dense", [], series="dense")]
-    for method in ("magnitude", "wanda", "sparsegpt"):
-        for label, setting in PATTERNS.items():
-            name = f"lm-{method}-{label.replace('%', '').replace(':', 'of')}"
-            example = EXAMPLE_ROWS.get((method, label))
-            stage = {"method": method, **setting}
+    for series, method, settings, patterns in METHODS:
+        for label in patterns:
+            name = f"lm-{series.replace('+', '-')}-{label.replace('%', '').replace(':', 'of')}"
+            example = EXAMPLE_ROWS.get((series, label))
+            stage = {"method": method, **PATTERNS[label], **settings}
             if method != "magnitude":
                 stage["calibration"] = BF16_CALIBRATION
             recipe = str(EXAMPLES / example) if example else [stage]
-            rows.append(Row(name, LM, f"{method} {label}", recipe, series=method, x=_x(label)))
+            rows.append(Row(name, LM, f"{series} {label}", recipe, series=series, x=_x(label)))
     rows.append(
         Row(
             "lm-sparsegpt-2of4-w8",
             LM,
-            "sparsegpt 2:4, then W8 (sparse int8 values)",
+            "sparsegpt+admm 2:4, then W8 (sparse int8 values)",
             str(EXAMPLES / "sparsegpt-2of4-w8.yaml"),
             series="composed",
         )

@@ -186,7 +186,8 @@ def _plots(rows, results, out: Path) -> list[str]:
 
 def _plot_lm(ax, rows, results) -> bool:
     patterns = ["50%", "60%", "2:4", "4:8"]
-    methods = ["magnitude", "wanda", "sparsegpt"]
+    methods = ["magnitude", "wanda", "sparsegpt", "wanda+admm", "sparsegpt+admm"]
+    width = 0.8 / len(methods)
     drawn = False
     for i, method in enumerate(methods):
         values = []
@@ -194,12 +195,12 @@ def _plot_lm(ax, rows, results) -> bool:
             row = next((r for r in rows if r.label == f"{method} {pattern}"), None)
             result = results.get(row.name, {}) if row else {}
             values.append(result["quality"]["value"] if _ok(result) else float("nan"))
-        ax.bar([j + 0.27 * i for j in range(len(patterns))], values, width=0.27, label=method)
+        ax.bar([j + width * i for j in range(len(patterns))], values, width=width, label=method)
         drawn = drawn or any(v == v for v in values)
     dense = results.get(DENSE["smollm2-135m"], {})
     if _ok(dense):
         ax.axhline(dense["quality"]["value"], color="black", linestyle="--", label="dense")
-    ax.set_xticks([j + 0.27 for j in range(len(patterns))], patterns)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(patterns))], patterns)
     ax.set_yscale("log")
     ax.set_ylabel("wiki test perplexity (log scale, lower is better)")
     ax.set_title("smollm2-135m: one-shot pruning")

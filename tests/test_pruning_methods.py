@@ -80,6 +80,26 @@ def test_sparsegpt_beats_magnitude_on_the_whole_model(tiny_llama_dir, windows):
     assert errors["sparsegpt"] < errors["magnitude"]
 
 
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_admm_refine_lowers_the_whole_model_error_and_keeps_the_sparsity(
+    tiny_llama_dir, windows, method
+):
+    from slimformer.methods import make_config
+
+    calib, test = windows
+    reference = slimformer.load(tiny_llama_dir, runtime="eager")
+    with torch.no_grad():
+        expected = reference.model(input_ids=test).logits
+    errors = {}
+    for refine in ("none", "admm"):
+        slim = _pruned(tiny_llama_dir, make_config(method, {"refine": refine}), calib)
+        for weight in _sparse_layers(slim).values():
+            assert int((weight == 0).sum()) == pruned_count(weight.numel(), 0.5)
+        with torch.no_grad():
+            errors[refine] = (slim.model(input_ids=test).logits - expected).pow(2).mean()
+    assert errors["admm"] < errors["none"]
+
+
 def test_global_magnitude_prunes_the_exact_total_with_one_threshold(tiny_llama_dir):
     slim = _pruned(tiny_llama_dir, slimformer.Magnitude(sparsity=0.4, scope="global"), None)
     dense = slimformer.load(tiny_llama_dir, runtime="eager")

@@ -75,7 +75,11 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
     if meta:
         model = _load_compressed(model_class, config, Path(source), meta)
     else:
-        model = model_class.from_pretrained(source, dtype=_saved_dtype(config))
+        # Read, not memory-mapped: methods replace weights layer by layer, and a mapped
+        # file keeps every replaced weight resident until the last one is gone.
+        model = model_class.from_pretrained(
+            source, dtype=_saved_dtype(config), disable_mmap=True
+        )
     model.eval()
     tokenizer = _load_tokenizer(source)
     return SlimModel(

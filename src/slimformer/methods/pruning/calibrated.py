@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from slimformer.methods.base import StageContext
 from slimformer.methods.calibration_spec import calibration_tokens
+from slimformer.methods.pruning.admm import admm_refine
 from slimformer.methods.pruning.allocation import outlier_ratios, owl_sparsities
 from slimformer.methods.pruning.replace import prune_unvisited
 from slimformer.methods.pruning.settings import CalibratedPruning
@@ -58,3 +61,28 @@ def run_calibrated_pruning(
         progress=context.progress,
     )
     prune_unvisited(slim, targets, target, config.nm(), config.pattern)
+
+
+def refined(
+    config: CalibratedPruning,
+    dense: torch.Tensor,
+    hessian: torch.Tensor | None,
+    keep: torch.Tensor,
+    weight: torch.Tensor,
+    damp: float = 0.01,
+) -> torch.Tensor:
+    """``weight`` as the method left it, or re-solved for its mask when ``config.refine`` asks.
+
+    ``hessian`` may be None when not refining: Wanda gathers X^T X only to refine.
+    """
+    if config.refine == "none" or hessian is None:
+        return weight
+    return admm_refine(
+        dense,
+        hessian,
+        keep,
+        weight,
+        iterations=config.refine_iterations,
+        rho=config.refine_rho,
+        damp=damp,
+    )

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, field_validator, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from torch import nn
 
 from slimformer.errors import SlimformerError
@@ -131,6 +131,15 @@ class CalibratedPruning(PruningSettings):
     )
     owl_lambda: float = Field(
         default=0.08, ge=0.0, lt=0.5, description="OWL: block sparsities span target +- lambda."
+    )
+    refine: Literal["none", "admm"] = Field(
+        default="none",
+        description="'admm': once the mask is chosen, re-solve the kept weights for the least "
+        "output error on the calibration inputs (Boža, 2024); 'none': the method's own weights.",
+    )
+    refine_iterations: PositiveInt = Field(default=10, description="ADMM iterations per layer.")
+    refine_rho: PositiveFloat = Field(
+        default=1.0, description="ADMM penalty, relative to the unit-scaled input Hessian."
     )
 
     @model_validator(mode="after")

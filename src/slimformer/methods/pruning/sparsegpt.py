@@ -13,7 +13,7 @@ import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.pruning.calibrated import run_calibrated_pruning
+from slimformer.methods.pruning.calibrated import refined, run_calibrated_pruning
 from slimformer.methods.pruning.replace import install_pruned
 from slimformer.methods.pruning.settings import CalibratedPruning
 from slimformer.methods.pruning.sparsegpt_solver import sparsegpt_prune
@@ -42,9 +42,11 @@ def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -
         for group in block.shared_input_groups(names):
             linears = [block.linears[name] for name in group]
             rows = [linear.out_features for linear in linears]
+            dense = torch.cat([linear.weight.detach() for linear in linears])
+            hessian = block.stats[group[0]].hessian()
             result = sparsegpt_prune(
-                torch.cat([linear.weight for linear in linears]),
-                block.stats[group[0]].hessian(),
+                dense,
+                hessian,
                 sparsity,
                 nm,
                 row_splits=rows,
@@ -52,7 +54,8 @@ def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -
                 block_size=config.block_size,
                 name=" + ".join(group),
             )
-            parts = zip(result.weight.split(rows), result.keep.split(rows), strict=True)
+            weight = refined(config, dense, hessian, result.keep, result.weight, config.damp)
+            parts = zip(weight.split(rows), result.keep.split(rows), strict=True)
             for name, linear, (weight, keep) in zip(group, linears, parts, strict=True):
                 install_pruned(slim, name, linear, weight, keep, config.pattern)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.pruning.calibrated import run_calibrated_pruning
+from slimformer.methods.pruning.calibrated import refined, run_calibrated_pruning
 from slimformer.methods.pruning.masks import keep_within_rows
 from slimformer.methods.pruning.replace import install_pruned
 from slimformer.methods.pruning.settings import CalibratedPruning
@@ -39,10 +39,20 @@ def apply_wanda(slim: SlimModel, config: Wanda, context: StageContext) -> None:
     nm = config.nm()
 
     def prune_block(block, names: list[str], sparsity: float) -> None:
-        for name in names:
-            linear = block.linears[name]
-            score = wanda_scores(linear.weight, block.stats[name].l2_norm())
-            keep = keep_within_rows(score, sparsity, nm)
-            install_pruned(slim, name, linear, linear.weight, keep, config.pattern)
+        for group in block.shared_input_groups(names):
+            linears = [block.linears[name] for name in group]
+            rows = [linear.out_features for linear in linears]
+            stats = block.stats[group[0]]
+            norm = stats.l2_norm()
+            keep = torch.cat(
+                [keep_within_rows(wanda_scores(lin.weight, norm), sparsity, nm) for lin in linears]
+            )
+            dense = torch.cat([linear.weight.detach() for linear in linears])
+            hessian = stats.hessian() if config.refine != "none" else None
+            weight = refined(config, dense, hessian, keep, dense)
+            parts = zip(weight.split(rows), keep.split(rows), strict=True)
+            for name, linear, (part, part_keep) in zip(group, linears, parts, strict=True):
+                install_pruned(slim, name, linear, part, part_keep, config.pattern)
 
-    run_calibrated_pruning(slim, config, context, prune_block, Collect(sq_norm=True))
+    collect = Collect(sq_norm=True, xtx=config.refine != "none")
+    run_calibrated_pruning(slim, config, context, prune_block, collect)
