@@ -77,9 +77,7 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
     else:
         # Read, not memory-mapped: methods replace weights layer by layer, and a mapped
         # file keeps every replaced weight resident until the last one is gone.
-        model = model_class.from_pretrained(
-            source, dtype=_saved_dtype(config), disable_mmap=True
-        )
+        model = model_class.from_pretrained(source, dtype=_saved_dtype(config), disable_mmap=True)
     model.eval()
     tokenizer = _load_tokenizer(source)
     return SlimModel(
