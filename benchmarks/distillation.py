@@ -20,9 +20,10 @@ Writes benchmarks/results/distillation.md and .json, with plots:
 
 Training settings come from the example files, so every row of one data
 condition trains for about the same number of optimizer steps: intent alone
-uses examples/distill-2layer.yaml's (6 epochs of 450 examples at lr 2e-4),
-intent + transfer text uses examples/distill-3layer.yaml's (2 epochs of 1450
-items at lr 1e-4). Rows that reproduce an example run the example file itself.
+uses examples/distill-2layer.yaml's (6 epochs of 450 examples at lr 2e-4, 90
+steps), intent + transfer text uses examples/distill-3layer.yaml's (2 epochs of
+1450 items at the same lr 2e-4, 92 steps). Rows that reproduce an example run
+the example file itself.
 
 "Without a teacher" is the distill stage with the hard-label loss alone
 (``hard_weight: 1``: the teacher's outputs get zero weight), so it shares the
