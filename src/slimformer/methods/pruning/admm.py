@@ -13,8 +13,10 @@ alternate an unconstrained ridge step ``W = (W0 H + rho (Z - U)) (H + rho
 I)^-1``, a projection onto the mask ``Z = mask * (W + U)``, and a dual
 update ``U += W - Z``. Inputs are first scaled to unit ``diag(H)`` so one
 ``rho`` suits every layer; ``(H + rho I)^-1`` is factored once per layer,
-so each iteration is one matrix product. A few iterations from the
-method's own weights recover most of the gain (10 are close to converged).
+so each iteration is one matrix product. Over-relaxation (Boyd et al.,
+"Distributed Optimization and Statistical Learning via ADMM", 2011, 3.4.3)
+speeds convergence: from the method's own weights, 5 relaxed iterations
+lower SmolLM2's layer output errors as much as 10 plain ones.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import torch
 
 from slimformer.methods.hessian import prepare_hessian
 
+#: Over-relaxation of the ADMM steps (1: plain ADMM; 1.5-1.8 is the usual range).
+RELAXATION = 1.6
+
 
 def admm_refine(
     dense: torch.Tensor,
@@ -30,8 +35,8 @@ def admm_refine(
     keep: torch.Tensor,
     start: torch.Tensor | None = None,
     *,
-    iterations: int = 10,
-    rho: float = 1.0,
+    iterations: int = 5,
+    rho: float = 0.5,
     damp: float = 0.01,
 ) -> torch.Tensor:
     """Float32 weights, zero off ``keep``, closest to ``dense`` [out, in] on ``hessian``'s inputs.
@@ -54,6 +59,7 @@ def admm_refine(
     u = torch.zeros_like(z)
     for _ in range(iterations):
         w = (target + rho * (z - u)) @ inverse
+        w = RELAXATION * w + (1 - RELAXATION) * z
         z = (w + u) * mask
         u += w - z
     return z / scale

@@ -137,9 +137,9 @@ class CalibratedPruning(PruningSettings):
         description="'admm': once the mask is chosen, re-solve the kept weights for the least "
         "output error on the calibration inputs (Boža, 2024); 'none': the method's own weights.",
     )
-    refine_iterations: PositiveInt = Field(default=10, description="ADMM iterations per layer.")
+    refine_iterations: PositiveInt = Field(default=5, description="ADMM iterations per layer.")
     refine_rho: PositiveFloat = Field(
-        default=1.0, description="ADMM penalty, relative to the unit-scaled input Hessian."
+        default=0.5, description="ADMM penalty, relative to the unit-scaled input Hessian."
     )
 
     @model_validator(mode="after")
