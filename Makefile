@@ -39,15 +39,15 @@ bench: $(STAMP)
 
 bench-quant: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
-	$(PY) benchmarks/quantization.py
+	$(PY) benchmarks/quantization.py $(ARGS)
 
 bench-prune: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
-	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/pruning.py $(ARGS)
 
 bench-distill: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
-	$(PY) benchmarks/distillation.py
+	$(PY) benchmarks/distillation.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache
