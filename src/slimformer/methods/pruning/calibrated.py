@@ -75,7 +75,7 @@ def refined(
 
     ``hessian`` may be None when not refining: Wanda gathers X^T X only to refine.
     """
-    if config.refine == "none" or hessian is None:
+    if config.refine == "none":
         return weight
     return admm_refine(
         dense,

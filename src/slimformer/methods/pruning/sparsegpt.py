@@ -56,7 +56,7 @@ def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -
             )
             weight = refined(config, dense, hessian, result.keep, result.weight, config.damp)
             parts = zip(weight.split(rows), result.keep.split(rows), strict=True)
-            for name, linear, (weight, keep) in zip(group, linears, parts, strict=True):
-                install_pruned(slim, name, linear, weight, keep, config.pattern)
+            for name, linear, (part, part_keep) in zip(group, linears, parts, strict=True):
+                install_pruned(slim, name, linear, part, part_keep, config.pattern)
 
     run_calibrated_pruning(slim, config, context, prune_block, Collect(xtx=True))

@@ -5,7 +5,9 @@ size of its contribution to the output over the calibration tokens, and
 prunes the lowest scores of each output row (or of each N:M group of a
 row). No weight update, no Hessian: one statistics pass per block, nearly
 as cheap as magnitude pruning and far better on LLMs, whose few large
-activation channels make small weights on them matter.
+activation channels make small weights on them matter. With ``refine:
+admm`` the kept weights are then re-solved for Wanda's mask (see
+:mod:`slimformer.methods.pruning.admm`), which needs X^T X as well.
 """
 
 from __future__ import annotations
