@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from conftest import output_error, synthetic_layer
-from slimformer.methods.pruning.masks import keep_n_of_m, keep_per_row, pruned_count
+from slimformer.methods.pruning.masks import (
+    keep_n_of_m,
+    keep_per_row,
+    keep_within_rows,
+    pruned_count,
+)
 from slimformer.methods.pruning.replace import magnitude_keep
 from slimformer.methods.pruning.settings import NMPattern
 from slimformer.methods.pruning.sparsegpt_solver import sparsegpt_prune
@@ -91,9 +96,7 @@ def test_admm_refine_keeps_the_mask_and_lowers_sparsegpt_and_wanda_error(pattern
     hessian = x.T @ x / x.shape[0]
     sparsity = 0.5 if pattern is None else pattern.sparsity
     sgpt = sparsegpt_prune(weight, hessian, sparsity, pattern, block_size=32)
-    wanda_keep = keep_per_row(wanda_scores(weight, x.square().sum(0).sqrt()), sparsity)
-    if pattern is not None:
-        wanda_keep = keep_n_of_m(wanda_scores(weight, x.square().sum(0).sqrt()), pattern)
+    wanda_keep = keep_within_rows(wanda_scores(weight, x.square().sum(0).sqrt()), sparsity, pattern)
     for keep, start in ((sgpt.keep, sgpt.weight), (wanda_keep, weight * wanda_keep)):
         refined = admm_refine(weight, hessian, keep, start, iterations=20, damp=0.0)
         assert torch.equal(refined != 0, keep)  # same mask, nothing revived
@@ -106,7 +109,7 @@ def test_admm_refine_reaches_the_least_squares_optimum_of_a_fixed_mask():
 
     weight, x = synthetic_layer(out_features=4, in_features=24, tokens=256)
     hessian = (x.T @ x / x.shape[0]).double()
-    keep = keep_per_row(torch.rand_like(weight), 0.5)
+    keep = keep_per_row(torch.rand(weight.shape, generator=torch.Generator().manual_seed(0)), 0.5)
     refined = admm_refine(weight, hessian.float(), keep, iterations=300, rho=0.5, damp=0.0)
     for row in range(weight.shape[0]):
         kept = keep[row]

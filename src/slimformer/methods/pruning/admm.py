@@ -4,8 +4,8 @@ Once a mask is chosen, the layer's best kept weights are those that minimise
 the output error on the calibration inputs, ``tr((W - W0) H (W - W0)^T)``
 with ``H = X^T X``, subject to ``W`` being zero off the mask. Wanda keeps
 the dense weights unchanged; SparseGPT's OBS update only corrects each
-column with the columns after it, so both leave error on the table (on
-smollm2-135m, 10-30% of each layer's output error at 50% sparsity).
+column with the columns after it, so both leave error on the table
+(benchmarks/pruning.py measures what re-solving gains in perplexity).
 
 The constrained least-squares problem is solved by ADMM, as in Boža, "Fast
 and Effective Weight Update for Pruned Large Language Models" (2024):
@@ -15,8 +15,8 @@ update ``U += W - Z``. Inputs are first scaled to unit ``diag(H)`` so one
 ``rho`` suits every layer; ``(H + rho I)^-1`` is factored once per layer,
 so each iteration is one matrix product. Over-relaxation (Boyd et al.,
 "Distributed Optimization and Statistical Learning via ADMM", 2011, 3.4.3)
-speeds convergence: from the method's own weights, 5 relaxed iterations
-lower SmolLM2's layer output errors as much as 10 plain ones.
+speeds convergence, so a few iterations from the method's own weights
+suffice (the default 5; the benchmark rows use it).
 """
 
 from __future__ import annotations
