@@ -120,6 +120,9 @@ def _distill_parser(sub) -> None:
     command.add_argument("--losses", default="logits", help="comma-separated loss kinds")
     command.add_argument("--transfer", help="unlabelled text the teacher labels (e.g. wiki)")
     command.add_argument("--transfer-limit", type=int, help="at most this many transfer texts")
+    command.add_argument(
+        "--augment", type=int, help="perturbed copies of each train text for the teacher to label"
+    )
     command.add_argument("--epochs", type=int, default=3)
     command.add_argument("--max-steps", type=int)
     command.add_argument("--lr", type=float, default=1e-4)
@@ -297,6 +300,7 @@ def _distill(args) -> None:
         losses=[name.strip() for name in args.losses.split(",") if name.strip()],
         transfer=args.transfer,
         transfer_limit=args.transfer_limit,
+        augment=args.augment,
         max_length=args.max_length,
         holdout_fraction=args.holdout,
         train=train,

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from slimformer.data.registry import resolve_dataset
+from slimformer.distillation.augment import augmented_items
 from slimformer.distillation.checks import check_pair
 from slimformer.distillation.data import (
     Collator,
@@ -66,6 +67,8 @@ def distill(
     """Train ``student`` to mimic ``teacher`` on ``data``; returns the trained student.
 
     Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
+    ``augment`` (this many perturbed copies of each labelled train text, which
+    the teacher labels: in-domain transfer text, see :mod:`.augment`),
     ``train`` (a :class:`TrainConfig` or its settings), ``max_length``,
     ``holdout_fraction`` (of the train split held out for evaluation when the
     data has no validation split; larger: a finer score, less to train on),
@@ -85,6 +88,7 @@ def run_distillation(
     *,
     transfer: Any = None,
     transfer_limit: int | None = None,
+    augment: int | None = None,
     train: TrainConfig | dict | None = None,
     max_length: int = 64,
     holdout_fraction: float = 0.1,
@@ -98,8 +102,9 @@ def run_distillation(
     check_pair(student, teacher)
     configs = parse_losses(losses)
     train = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+    transfer_data = TransferData(transfer, transfer_limit, augment)
     items, held, evaluate = _data(
-        student, data, transfer, transfer_limit, max_length, holdout_fraction, max_items, train
+        student, data, transfer_data, max_length, holdout_fraction, max_items, train
     )
     objective = DistillObjective(student, teacher, configs)
     teacher.model.to(train.device)
@@ -109,6 +114,7 @@ def run_distillation(
         "data": _name(data),
         "transfer": _name(transfer),
         "transfer_limit": transfer_limit,
+        "augment": augment,
         "max_length": max_length,
         "holdout": holdout_fraction,
         "student_layers": objective.student_shape.num_layers,
@@ -159,12 +165,37 @@ def _name(data: Any) -> str | None:
     return None if data is None else str(getattr(data, "name", data))
 
 
-def _data(student, data, transfer, transfer_limit, max_length, fraction, max_items, train):
+@dataclass(frozen=True)
+class TransferData:
+    """What the teacher labels beside the task data: a text dataset, perturbed task copies."""
+
+    dataset: Any = None
+    limit: int | None = None
+    augment: int | None = None
+
+    def items(self, task: list[Item], mask_word: str | None, seed: int) -> list[Item]:
+        """The transfer items for a classifier trained on ``task`` (never its held-out part)."""
+        extra = []
+        if self.augment:
+            extra += augmented_items(task, self.augment, mask_word, seed)
+        if self.dataset is not None:
+            texts = transfer_items(self.dataset, self.limit, seed)
+            _non_empty(texts, self.dataset)
+            extra += texts
+        return extra
+
+
+def _data(student, data, transfer: TransferData, max_length, fraction, max_items, train):
     """(train items, held-out items, evaluation) for the student's task."""
     if not 0.0 <= fraction < 1.0:
         raise SlimformerError(
             f"holdout_fraction {fraction} leaves no training data or is negative",
             "hold out a fraction in [0, 1), e.g. 0.1 (0: no evaluation, keep the last weights)",
+        )
+    if transfer.augment and student.task != "classification":
+        raise SlimformerError(
+            f"augment copies labelled task texts, and a {student.task} student has none",
+            "drop augment, or give transfer: a text dataset instead",
         )
     if student.task == "causal-lm":
         return _lm_data(student, data, max_length, max_items, train)
@@ -175,16 +206,13 @@ def _data(student, data, transfer, transfer_limit, max_length, fraction, max_ite
         else:
             items, held = holdout(items, fraction, train.seed)
         _non_empty(items, data)
-        if transfer is not None:
-            extra = transfer_items(transfer, transfer_limit, train.seed)
-            _non_empty(extra, transfer)
-            items = items + extra
+        items = items + transfer.items(items, student.tokenizer.mask_token, train.seed)
         evaluate = accuracy_and_loss(student, held, max_length, train) if held else None
         return items, held, evaluate
     texts = resolve_dataset(data).texts("train")
     items = [Item(text=t) for t in texts]
-    if transfer is not None:
-        items += transfer_items(transfer, transfer_limit, train.seed)
+    if transfer.dataset is not None:
+        items += transfer_items(transfer.dataset, transfer.limit, train.seed)
     _non_empty(items, data)
     items, held = holdout(items, fraction, train.seed)
     return items, held, None

@@ -32,6 +32,8 @@ class Distill(MethodConfig):
     dataset: str = Field(description="Task data: a labelled dataset, or text for LMs.")
     transfer: str | None = Field(default=None, description="Text the teacher labels on the fly.")
     transfer_limit: PositiveInt | None = None
+    #: Perturbed copies of each labelled train text for the teacher to label (Tang et al. 2019).
+    augment: PositiveInt | None = None
     losses: list[AnyLoss] = Field(default_factory=lambda: [LogitsKD()])
     #: 0-based layers of the current model to keep before distilling (None: keep all).
     layers: list[int] | None = None
@@ -92,6 +94,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         list(config.losses),
         transfer=config.transfer,
         transfer_limit=config.transfer_limit,
+        augment=config.augment,
         max_length=config.max_length,
         max_items=config.max_items,
         holdout_fraction=config.holdout_fraction,
