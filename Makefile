@@ -48,6 +48,7 @@ bench-prune: $(STAMP)
 bench-distill: $(STAMP)
 	$(PIP) install -q -e ".[bench]"
 	$(PY) benchmarks/distillation.py $(ARGS)
+	$(PY) benchmarks/distill_resume.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache

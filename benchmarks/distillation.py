@@ -33,10 +33,13 @@ teacher's (unused) forward passes. The 3-layer student also has a plain
 ``drop_layers`` + ``finetune`` row: no teacher anywhere, all 500 train
 examples, the last weights.
 
-Expected run time on 2 free cores: 22 minilm rows of 2-5 minutes each (load,
-train, save, reload, evaluate; ~1-1.5 h), the 3 smollm2 rows ~35 min (20
+The 3-layer example and both teacher-free trainings also run on seeds 1-3
+(``D3_SEEDS``): the verdict on "better than without a teacher" is the 4-seed mean.
+
+Expected run time on 2 free cores: 31 minilm rows of 0.5-3 minutes each (load,
+train, save, reload, evaluate; ~30 min), the 3 smollm2 rows ~35 min (at most 20
 minutes of distillation plus three perplexity evaluations), latency ~5 min:
-about 2 hours in all. ``--rows`` runs a subset. Each row
+about 1 hour 15 minutes in all. ``--rows`` runs a subset. Each row
 runs in its own process and finished rows are kept in
 benchmarks/.work/distillation (see ``rowbench.py``); ``--fresh`` starts over.
 
