@@ -7,7 +7,7 @@ Writes benchmarks/results/distillation.md and .json, with plots:
   cut to a quarter of its width by Taylor-scored neuron pruning), each trained
   (a) without a teacher, on the hard labels alone, and (b) with each loss mix
   (logits; logits + hidden states; logits + hidden states + attention), on the
-  intent train split alone and with 1000 unlabelled Wikipedia sentences the
+  intent train split alone and with 5000 unlabelled Wikipedia sentences the
   teacher labels on the fly. The narrow student runs the two richer mixes only.
   Accuracy, parameters, bytes on disk, latency at batch 32 x seq 128 and
   training wall time for each; and the headline recipe
@@ -19,27 +19,29 @@ Writes benchmarks/results/distillation.md and .json, with plots:
   (log perplexity) and the share of the gap distillation recovers.
 
 Training settings come from the example files, so every row of one data
-condition trains for about the same number of optimizer steps: intent alone
-uses examples/distill-2layer.yaml's (6 epochs of 450 examples at lr 2e-4, 90
+condition trains for the same number of optimizer steps: intent alone uses
+examples/distill-2layer.yaml's (6 epochs of 450 examples at lr 2e-4, 90
 steps), intent + transfer text uses examples/distill-3layer.yaml's (2 epochs of
-1450 items at the same lr 2e-4, 92 steps). Rows that reproduce an example run
+5450 items at the same lr 2e-4, 342 steps). Rows that reproduce an example run
 the example file itself.
 
 "Without a teacher" is the distill stage with the hard-label loss alone
 (``hard_weight: 1``: the teacher's outputs get zero weight), so it shares the
-trainer, schedule, held-out checkpoint choice and step budget of the distilled
-rows and differs only in the teacher's signal; its wall time includes the
+trainer, schedule, held-out checkpoint choice and step budget of the intent-only
+distilled rows and differs only in the teacher's signal; its wall time includes the
 teacher's (unused) forward passes. The 3-layer student also has a plain
 ``drop_layers`` + ``finetune`` row: no teacher anywhere, all 500 train
-examples, the last weights.
+examples, the last weights; and the same for as many steps as the distilled
+student with transfer text (a teacher-free student cannot read unlabelled text,
+but it can train as long).
 
-The 3-layer example and both teacher-free trainings also run on seeds 1-3
+The 3-layer example and every teacher-free training also run on seeds 1-3
 (``D3_SEEDS``): the verdict on "better than without a teacher" is the 4-seed mean.
 
-Expected run time on 2 free cores: 31 minilm rows of 0.5-3 minutes each (load,
-train, save, reload, evaluate; ~30 min), the 3 smollm2 rows ~35 min (at most 20
+Expected run time on 2 free cores: 35 minilm rows of 0.5-6 minutes each (load,
+train, save, reload, evaluate; ~1.5 h), the 3 smollm2 rows ~35 min (at most 20
 minutes of distillation plus three perplexity evaluations), latency ~5 min:
-about 1 hour 15 minutes in all. ``--rows`` runs a subset. Each row
+about 2 hours 15 minutes in all. ``--rows`` runs a subset. Each row
 runs in its own process and finished rows are kept in
 benchmarks/.work/distillation (see ``rowbench.py``); ``--fresh`` starts over.
 
@@ -48,6 +50,7 @@ Run: ``make bench-distill`` or ``python benchmarks/distillation.py [--rows a,b] 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,19 +169,38 @@ def _student_rows(student: Student) -> list[Row]:
     return rows
 
 
-def _finetune_stage_row() -> Row:
+#: The intent train split's size: what the finetune stage trains on (no held-out part).
+INTENT_TRAIN = 500
+
+
+def _transfer_steps() -> int:
+    """Optimizer steps of the intent + transfer condition (10% of intent held out)."""
+    items = round(INTENT_TRAIN * 0.9) + WITH_TRANSFER["transfer_limit"]
+    return WITH_TRANSFER["epochs"] * math.ceil(items / WITH_TRANSFER["batch_size"])
+
+
+def _finetune_stage_row(matched: bool = False) -> Row:
     """The 3-layer student with no teacher anywhere: drop the other layers, fine-tune.
 
     ``finetune`` trains on the whole train split and ends with its last
-    weights; epochs, lr, batch and length are the intent-only distill settings.
+    weights; epochs, lr, batch and length are the intent-only distill settings,
+    or with ``matched`` as many epochs as make the step count of the distilled
+    student with transfer text (a teacher-free student cannot use unlabelled
+    text, but it can train as long).
     """
     student = STUDENTS[0]
     dropped = [i for i in range(6) if i not in student.layers]  # minilm-intent has 6
     train = {k: TASK_ONLY[k] for k in ("epochs", "lr", "batch_size", "max_length")}
+    name, label = "cls-d3-finetune-stage", "no teacher (drop_layers + finetune stage)"
+    if matched:
+        per_epoch = math.ceil(INTENT_TRAIN / train["batch_size"])
+        train["epochs"] = max(1, round(_transfer_steps() / per_epoch))
+        name = "cls-d3-finetune-matched"
+        label = f"no teacher (drop_layers + finetune, {train['epochs']} epochs: the same steps)"
     return Row(
-        "cls-d3-finetune-stage",
+        name,
         CLS,
-        "no teacher (drop_layers + finetune stage)",
+        label,
         [
             {"method": "drop_layers", "layers": dropped},
             {"method": "finetune", "dataset": "intent", **train},
@@ -196,7 +218,7 @@ def _finetune_stage_row() -> Row:
 
 #: More seeds for the 3-layer comparison (the rows above are seed 0): one test example is
 #: 0.52 points, so one seed cannot tell a teacher's help from the luck of shuffling order
-#: and checkpoint choice. Each seed reruns the example and both teacher-free trainings.
+#: and checkpoint choice. Each seed reruns the example and every teacher-free training.
 D3_SEEDS = (1, 2, 3)
 
 
@@ -209,8 +231,13 @@ def _with_seed(stages: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 
 
 def _seed_rows(rows: list[Row]) -> list[Row]:
-    """The 3-layer example and its two teacher-free twins again, once per seed of D3_SEEDS."""
-    chosen = ("cls-d3-hidden-wiki", "cls-d3-no-teacher", "cls-d3-finetune-stage")
+    """The 3-layer example and its teacher-free rivals again, once per seed of D3_SEEDS."""
+    chosen = (
+        "cls-d3-hidden-wiki",
+        "cls-d3-no-teacher",
+        "cls-d3-finetune-stage",
+        "cls-d3-finetune-matched",
+    )
     out = []
     for row in (r for r in rows if r.name in chosen):
         stages = _stages(D3_EXAMPLE) if isinstance(row.recipe, str) else row.recipe
@@ -234,7 +261,7 @@ def _cls_rows() -> list[Row]:
     for student in STUDENTS:
         rows += _student_rows(student)
         if student.key == "d3":
-            rows.append(_finetune_stage_row())
+            rows += [_finetune_stage_row(), _finetune_stage_row(matched=True)]
             rows += _seed_rows(rows)
     rows.append(
         Row(

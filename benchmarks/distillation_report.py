@@ -18,7 +18,7 @@ HEADLINE_ROW = "cls-headline"
 LM_UNTRAINED, LM_DISTILLED = "lm-half-untrained", "lm-half-distilled"
 LATENCY = "batch32x128_ms"
 #: The 3-layer example's teacher-free rivals, and the intent test split's size.
-D3_RIVALS = ("cls-d3-no-teacher", "cls-d3-finetune-stage")
+D3_RIVALS = ("cls-d3-no-teacher", "cls-d3-finetune-stage", "cls-d3-finetune-matched")
 INTENT_TEST = 193
 
 
@@ -261,6 +261,8 @@ def _settings_line() -> list[str]:
 
 
 def _students_section(rows, results) -> list[str]:
+    from distillation import WITH_TRANSFER
+
     teacher = results.get(TEACHER["minilm-intent"])
     chosen = [r for r in rows if r.model == "minilm-intent" and r.series not in _APART]
     if not chosen or not _ok(teacher):
@@ -271,9 +273,9 @@ def _students_section(rows, results) -> list[str]:
         "Accuracy on the 193 intent test examples (one example is 0.52 points). Depth students "
         "copy the teacher's layers; the narrow student keeps all six layers and a quarter of "
         "each FFN (Taylor-scored on intent train). Held-out checkpoint choice uses 10% of the "
-        "intent train split (never the test split); transfer text is 1000 wiki sentences the "
-        "teacher labels on the fly. The two data conditions train for about the same number of "
-        "optimizer steps:",
+        "intent train split (never the test split); transfer text is "
+        f"{WITH_TRANSFER['transfer_limit']} {WITH_TRANSFER['transfer']} sentences the teacher "
+        "labels on the fly. The settings of each data condition:",
         "",
         *_settings_line(),
         "",
