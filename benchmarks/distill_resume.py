@@ -12,7 +12,7 @@ with a resumable checkpoint every 10 optimizer steps. Three
 
 The resumed student must equal the uninterrupted one weight for weight
 (``torch.equal`` on every tensor of the saved models) and give the same
-intent test accuracy. Expect about 6 minutes on 2 cores.
+intent test accuracy. Expect about 2 minutes on 2 cores.
 
 Run: ``python benchmarks/distill_resume.py [--threads 2]``.
 """
