@@ -58,6 +58,7 @@ import torch
 import yaml
 
 from rowbench import EXAMPLES, ROOT, Row, run_benchmark, size_facts
+from slimformer.distillation.stage import Distill
 
 WORK = ROOT / "benchmarks" / ".work" / "distillation"
 LM, CLS = "smollm2-135m", "minilm-intent"
@@ -174,8 +175,9 @@ INTENT_TRAIN = 500
 
 
 def _transfer_steps() -> int:
-    """Optimizer steps of the intent + transfer condition (10% of intent held out)."""
-    items = round(INTENT_TRAIN * 0.9) + WITH_TRANSFER["transfer_limit"]
+    """Optimizer steps of the intent + transfer condition (the default share held out)."""
+    held_out = Distill.model_fields["holdout_fraction"].default
+    items = round(INTENT_TRAIN * (1 - held_out)) + WITH_TRANSFER["transfer_limit"]
     return WITH_TRANSFER["epochs"] * math.ceil(items / WITH_TRANSFER["batch_size"])
 
 
@@ -220,6 +222,14 @@ def _finetune_stage_row(matched: bool = False) -> Row:
 #: 0.52 points, so one seed cannot tell a teacher's help from the luck of shuffling order
 #: and checkpoint choice. Each seed reruns the example and every teacher-free training.
 D3_SEEDS = (1, 2, 3)
+#: The 3-layer example, then its teacher-free rivals: the rows run on every seed.
+D3_EXAMPLE_ROW = "cls-d3-hidden-wiki"
+D3_RIVALS = ("cls-d3-no-teacher", "cls-d3-finetune-stage", "cls-d3-finetune-matched")
+
+
+def seed_row_name(name: str, seed: int) -> str:
+    """The row that reruns ``name`` on ``seed`` (seed 0 is the row itself)."""
+    return name if seed == 0 else f"{name}-seed{seed}"
 
 
 def _with_seed(stages: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
@@ -232,19 +242,13 @@ def _with_seed(stages: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 
 def _seed_rows(rows: list[Row]) -> list[Row]:
     """The 3-layer example and its teacher-free rivals again, once per seed of D3_SEEDS."""
-    chosen = (
-        "cls-d3-hidden-wiki",
-        "cls-d3-no-teacher",
-        "cls-d3-finetune-stage",
-        "cls-d3-finetune-matched",
-    )
     out = []
-    for row in (r for r in rows if r.name in chosen):
+    for row in (r for r in rows if r.name in (D3_EXAMPLE_ROW, *D3_RIVALS)):
         stages = _stages(D3_EXAMPLE) if isinstance(row.recipe, str) else row.recipe
         for seed in D3_SEEDS:
             out.append(
                 Row(
-                    f"{row.name}-seed{seed}",
+                    seed_row_name(row.name, seed),
                     CLS,
                     row.label,
                     _with_seed(stages, seed),

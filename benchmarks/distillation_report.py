@@ -13,12 +13,11 @@ from pathlib import Path
 from rowbench import fmt, identical, save_figures, speedup
 
 TEACHER = {"minilm-intent": "cls-teacher", "smollm2-135m": "lm-teacher"}
-D3_EXAMPLE_ROW, D2_EXAMPLE_ROW = "cls-d3-hidden-wiki", "cls-d2-hidden"
+D2_EXAMPLE_ROW = "cls-d2-hidden"
 HEADLINE_ROW = "cls-headline"
 LM_UNTRAINED, LM_DISTILLED = "lm-half-untrained", "lm-half-distilled"
 LATENCY = "batch32x128_ms"
-#: The 3-layer example's teacher-free rivals, and the intent test split's size.
-D3_RIVALS = ("cls-d3-no-teacher", "cls-d3-finetune-stage", "cls-d3-finetune-matched")
+#: The intent test split's size.
 INTENT_TEST = 193
 
 
@@ -113,6 +112,8 @@ def _correct(result: dict) -> str:
 
 
 def _d3_targets(results: dict) -> list[str]:
+    from distillation import D3_EXAMPLE_ROW
+
     teacher, row = TEACHER["minilm-intent"], D3_EXAMPLE_ROW
     what = "3-layer student, logits + hidden states + wiki transfer (examples/distill-3layer.yaml)"
     missing = _missing(results, teacher, row)
@@ -137,9 +138,9 @@ def _d3_targets(results: dict) -> list[str]:
 
 def _seed_accuracies(results: dict, name: str) -> list[float] | None:
     """Seed 0 (the row itself) and every D3_SEEDS rerun of ``name``; None if one is missing."""
-    from distillation import D3_SEEDS
+    from distillation import D3_SEEDS, seed_row_name
 
-    names = [name, *(f"{name}-seed{seed}" for seed in D3_SEEDS)]
+    names = [seed_row_name(name, seed) for seed in (0, *D3_SEEDS)]
     if not all(_ok(results.get(n)) for n in names):
         return None
     return [_accuracy(results[n]) for n in names]
@@ -147,6 +148,8 @@ def _seed_accuracies(results: dict, name: str) -> list[float] | None:
 
 def _d3_versus_no_teacher(results: dict, what: str) -> str:
     """Strictly better than each teacher-free training: on the mean over seeds when all ran."""
+    from distillation import D3_EXAMPLE_ROW, D3_RIVALS
+
     rivals = [n for n in D3_RIVALS if _ok(results.get(n))]
     if not rivals:
         return f"- {what}: better than without a teacher: not run (no baseline row)"
@@ -308,10 +311,10 @@ _APART = ("headline", "d3-seeds")
 
 def _seeds_section(results) -> list[str]:
     """The 3-layer example and its teacher-free twins, seed by seed."""
-    from distillation import D3_SEEDS
+    from distillation import D3_EXAMPLE_ROW, D3_RIVALS, D3_SEEDS, seed_row_name
 
     names = (D3_EXAMPLE_ROW, *D3_RIVALS)
-    if not any(_ok(results.get(f"{n}-seed{s}")) for n in names for s in D3_SEEDS):
+    if not any(_ok(results.get(seed_row_name(n, s))) for n in names for s in D3_SEEDS):
         return []
     seeds = (0, *D3_SEEDS)
     lines = [
@@ -326,9 +329,9 @@ def _seeds_section(results) -> list[str]:
         "|---|" + "---|" * (len(seeds) + 1),
     ]
     for name in names:
-        cells = [results.get(name if s == 0 else f"{name}-seed{s}") for s in seeds]
-        values = [_accuracy(c) for c in cells if _ok(c)]
-        mean = _in_examples(sum(values) / len(values)) if len(values) == len(seeds) else "-"
+        cells = [results.get(seed_row_name(name, s)) for s in seeds]
+        values = _seed_accuracies(results, name)
+        mean = "-" if values is None else _in_examples(sum(values) / len(values))
         shown = [_correct(c) if _ok(c) else "-" for c in cells]
         lines.append(f"| `{name}` | " + " | ".join(shown) + f" | {mean} |")
     return lines

@@ -211,8 +211,7 @@ def _data(student, data, transfer: TransferData, max_length, fraction, max_items
         return items, held, evaluate
     texts = resolve_dataset(data).texts("train")
     items = [Item(text=t) for t in texts]
-    if transfer.dataset is not None:
-        items += transfer_items(transfer.dataset, transfer.limit, train.seed)
+    items += transfer.items([], None, train.seed)  # no labels to augment: the checks said so
     _non_empty(items, data)
     items, held = holdout(items, fraction, train.seed)
     return items, held, None
