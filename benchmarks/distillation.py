@@ -58,7 +58,7 @@ import torch
 import yaml
 
 from rowbench import EXAMPLES, ROOT, Row, run_benchmark, size_facts
-from slimformer.distillation.stage import Distill
+from slimformer.methods.distillation.stage import Distill
 
 WORK = ROOT / "benchmarks" / ".work" / "distillation"
 LM, CLS = "smollm2-135m", "minilm-intent"

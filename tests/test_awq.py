@@ -6,12 +6,12 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.calibrate import BlockContext
+from slimformer.calibration.engine import BlockContext
 from slimformer.errors import SlimformerError
 from slimformer.methods.quantization import AWQ, RTN
 from slimformer.methods.quantization.awq import awq_scale, output_clip_search
-from slimformer.methods.quantization.grid import QuantScheme, fake_quantize
 from slimformer.nn import InputScaled, WeightOnlyLinear
+from slimformer.nn.grid import QuantScheme, fake_quantize
 
 ARCHS = ["tiny_llama_dir", "tiny_bert_cls_dir"]
 
@@ -213,7 +213,7 @@ def test_output_clip_search_never_raises_a_groups_output_error():
 
 def test_forward_on_a_subset_of_batches(tiny_llama_dir):
     """``ctx.forward(batches=...)`` runs only the picked batches, in the order asked."""
-    from slimformer.calibrate import run_sequential
+    from slimformer.calibration.engine import run_sequential
 
     ids = torch.randint(1000, 2000, (4, 10), generator=torch.Generator().manual_seed(0))
 
@@ -233,7 +233,7 @@ def test_forward_on_a_subset_of_batches(tiny_llama_dir):
 
 def test_bf16_calibration_passes_keep_the_searches_in_float32(tiny_llama_dir, calib):
     """Hooks fire inside the block's bf16 autocast; the clip search's grams must stay float32."""
-    from slimformer.methods.calibration_spec import CalibrationSpec
+    from slimformer.calibration.spec import CalibrationSpec
 
     slim = slimformer.load(tiny_llama_dir, runtime="eager")
     config = AWQ(bits=4, group_size=32, calibration=CalibrationSpec(compute_dtype="bfloat16"))

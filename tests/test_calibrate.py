@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from slimformer.calibrate import BlockContext, Collect, run_sequential
+from slimformer.calibration.engine import BlockContext, Collect, run_sequential
 from slimformer.errors import SlimformerError
 from slimformer.serialization import load_model_dir
 
@@ -272,7 +272,7 @@ def test_model_without_a_layer_stack_is_a_user_error():
 def test_linears_reading_one_input_share_one_accumulator(tiny_llama_dir, minilm_tokenizer):
     """q/k/v (and gate/up) read the same tensor: their statistics are gathered once."""
     import slimformer
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     slim = slimformer.load(tiny_llama_dir, runtime="eager")
     windows = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=3, length=16)
@@ -293,7 +293,7 @@ def test_linears_reading_one_input_share_one_accumulator(tiny_llama_dir, minilm_
 
 def test_bf16_passes_stay_close_and_accumulate_in_float32(tiny_llama_dir, minilm_tokenizer):
     import slimformer
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     windows = slimformer.calibration_windows(minilm_tokenizer, "wiki", n=2, length=16)
     hessians = {}

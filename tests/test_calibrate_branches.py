@@ -8,7 +8,7 @@ from torch import nn
 
 from slimformer import GPTQ, quantize_
 from slimformer.arch.base import ResidualBranch
-from slimformer.calibrate import BlockContext, Collect, run_sequential
+from slimformer.calibration.engine import BlockContext, Collect, run_sequential
 from slimformer.serialization import load_model_dir
 from test_calibrate import _windows
 

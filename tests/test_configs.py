@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slimformer.errors import SlimformerError
-from slimformer.methods import make_config, registered_methods
+from slimformer.methods.catalog import make_config, registered_methods
 from slimformer.recipe import Recipe
 
 #: Values for settings that have no default, by method.

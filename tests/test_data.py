@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
+from slimformer.calibration import calibration_windows
 from slimformer.data import (
     ClassificationDataset,
     Example,
     TextDataset,
     bigbench,
-    calibration_windows,
     gensim_files,
     list_datasets,
     load_dataset,

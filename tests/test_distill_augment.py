@@ -7,10 +7,10 @@ import random
 import pytest
 
 import slimformer
-from slimformer.distillation import run_distillation, select_layers
-from slimformer.distillation.augment import Perturbation, augmented_items, perturb
-from slimformer.distillation.data import UNLABELLED, Item
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation import run_distillation, select_layers
+from slimformer.methods.distillation.augment import Perturbation, augmented_items, perturb
+from slimformer.methods.distillation.data import UNLABELLED, Item
 
 TEXTS = ["book a table for two at the sushi bar tonight", "play some jazz by miles davis"]
 

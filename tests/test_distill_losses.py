@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distillation.data import Collator, Item
-from slimformer.distillation.losses import LOSSES, parse_losses
-from slimformer.distillation.objective import DistillObjective
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.data import Collator, Item
+from slimformer.methods.distillation.losses import LOSSES, parse_losses
+from slimformer.methods.distillation.objective import DistillObjective
 
 TEXTS = ["the service was great today", "an awful slow day", "plain and usual"]
 
@@ -103,7 +103,7 @@ def test_layer_map_naming_missing_layers_is_one_clear_error(bert_pair):
 
 
 def test_layer_map_strategies():
-    from slimformer.distillation.layer_map import resolve_layer_map
+    from slimformer.methods.distillation.layer_map import resolve_layer_map
 
     assert resolve_layer_map("uniform", 3, 6) == [(1, 2), (2, 4), (3, 6)]
     assert resolve_layer_map("skip", 3, 6) == [(1, 2), (2, 4)]

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distillation import narrow, select_layers
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation import narrow, select_layers
 
 
 def test_layer_selection_keeps_selected_layers_exactly(tiny_bert_cls_dir, tmp_path):
@@ -96,8 +96,8 @@ def test_the_verb_is_a_plain_function_the_package_cannot_shadow():
     """``slimformer.distill`` is the verb; importing the package (any submodule) keeps it so."""
     import inspect
 
-    import slimformer.distillation.data  # a submodule import sets package attributes
+    import slimformer.methods.distillation.data  # a submodule import sets package attributes
 
     assert inspect.isfunction(slimformer.distill)
-    assert slimformer.distill is slimformer.distillation.distill
-    assert not callable(slimformer.distillation)
+    assert slimformer.distill is slimformer.methods.distillation.distill
+    assert not callable(slimformer.methods.distillation)

@@ -8,11 +8,15 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distillation import run_distillation, select_layers
-from slimformer.distillation.data import Collator, Item
-from slimformer.distillation.losses import parse_losses
-from slimformer.distillation.objective import DistillObjective
-from slimformer.distillation.teacher_cache import CachedTeacher, CachingCollator, teacher_cache_path
+from slimformer.methods.distillation import run_distillation, select_layers
+from slimformer.methods.distillation.data import Collator, Item
+from slimformer.methods.distillation.losses import parse_losses
+from slimformer.methods.distillation.objective import DistillObjective
+from slimformer.methods.distillation.teacher_cache import (
+    CachedTeacher,
+    CachingCollator,
+    teacher_cache_path,
+)
 
 TEXTS = [
     "the service was great today",
@@ -93,7 +97,7 @@ def test_cache_holds_only_what_the_losses_read(setup, tiny_bert_cls_dir):
 
 
 def test_a_value_beyond_float16_is_kept_in_float32():
-    from slimformer.distillation.teacher_cache import _narrow
+    from slimformer.methods.distillation.teacher_cache import _narrow
 
     small, huge = torch.tensor([1.0, -2.5]), torch.tensor([1.0, 1e6])
     assert _narrow(small, torch.float16).dtype == torch.float16

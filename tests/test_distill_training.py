@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import slimformer
-from slimformer.distillation import run_distillation, select_layers
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation import run_distillation, select_layers
 
 LOSSES = ["logits", "hidden_mse", "minilm"]
 #: The teacher-matching part alone: what distillation must lower.
@@ -33,9 +33,9 @@ def pair(tiny_bert_cls_dir):
 
 def _objective_value(student, teacher, path) -> float:
     """The distillation loss on every training text, without dropout."""
-    from slimformer.distillation.data import Collator, task_items
-    from slimformer.distillation.losses import parse_losses
-    from slimformer.distillation.objective import DistillObjective
+    from slimformer.methods.distillation.data import Collator, task_items
+    from slimformer.methods.distillation.losses import parse_losses
+    from slimformer.methods.distillation.objective import DistillObjective
 
     items, _ = task_items(str(path))
     objective = DistillObjective(student, teacher, parse_losses(SOFT)).eval()

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from slimformer.errors import SlimformerError
-from slimformer.training.finetune import finetune_cache_path, finetune_classifier
+from slimformer.zoo import finetune_cache_path, finetune_classifier
 
 SETTINGS = {"epochs": 1, "batch_size": 8, "max_length": 16}
 

@@ -9,7 +9,7 @@ import slimformer
 from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.size import disk_bytes
-from slimformer.methods import make_config
+from slimformer.methods.catalog import make_config
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -8,7 +8,7 @@ import torch
 from conftest import output_error, synthetic_layer
 from slimformer.errors import SlimformerError
 from slimformer.methods.quantization.gptq_solver import fit_grid, gptq_quantize
-from slimformer.methods.quantization.grid import (
+from slimformer.nn.grid import (
     QuantScheme,
     dequantize_codes,
     quantize_codes,

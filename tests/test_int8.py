@@ -242,7 +242,7 @@ def test_quantize_rejects_a_non_model():
 
 
 def test_quantize_rejects_a_method_of_another_family(bert_cls, tiny_cls_jsonl):
-    from slimformer.training.finetune_stage import Finetune
+    from slimformer.methods.finetune.finetune import Finetune
 
     with pytest.raises(SlimformerError, match="finetune is a training method, not quantization"):
         slimformer.quantize_(bert_cls, Finetune(dataset=str(tiny_cls_jsonl)))

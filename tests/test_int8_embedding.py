@@ -12,7 +12,7 @@ import slimformer
 from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.size import linear_module_names, safetensors_tensor_bytes
-from slimformer.methods.base import method_entry
+from slimformer.methods.catalog import method_entry
 from slimformer.nn import Int8DynamicLinear, Int8Embedding, compressed_modules, module_class
 from slimformer.recipe import Recipe
 from slimformer.runtime import compiler_available

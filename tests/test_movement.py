@@ -11,8 +11,8 @@ from torch.nn.utils import parametrize
 
 import slimformer
 from slimformer.errors import SlimformerError
-from slimformer.methods import make_config
-from slimformer.methods.base import StageContext, method_entry
+from slimformer.methods.base import StageContext
+from slimformer.methods.catalog import make_config, method_entry
 from slimformer.methods.movement.binarize import topk_keep_mask
 from slimformer.methods.movement.masked_weight import attach_masks, fold_masks, set_level
 from slimformer.methods.movement.schedule import cubic_sparsity

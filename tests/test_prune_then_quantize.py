@@ -12,8 +12,8 @@ import slimformer
 from slimformer.errors import SlimformerError
 from slimformer.methods.pruning.masks import keep_n_of_m
 from slimformer.methods.pruning.settings import NMPattern
-from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
 from slimformer.nn import SparseLinear, compressed_modules
+from slimformer.nn.grid import QuantScheme, quantize_weight
 from slimformer.pipeline import MeasureOptions
 
 W8 = {"method": "rtn", "bits": 8, "group_size": 0, "symmetric": True}

@@ -58,7 +58,7 @@ def test_every_selected_layer_reaches_the_exact_sparsity(tiny_llama_dir, windows
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 @pytest.mark.parametrize("pattern", ["2:4", "4:8"])
 def test_n_of_m_holds_in_every_group(tiny_llama_dir, windows, method, pattern):
-    from slimformer.methods import make_config
+    from slimformer.methods.catalog import make_config
 
     slim = _pruned(tiny_llama_dir, make_config(method, {"pattern": pattern}), windows[0])
     n, m = (int(p) for p in pattern.split(":"))
@@ -84,7 +84,7 @@ def test_sparsegpt_beats_magnitude_on_the_whole_model(tiny_llama_dir, windows):
 def test_admm_refine_lowers_the_whole_model_error_and_keeps_the_sparsity(
     tiny_llama_dir, windows, method
 ):
-    from slimformer.methods import make_config
+    from slimformer.methods.catalog import make_config
 
     calib, test = windows
     reference = slimformer.load(tiny_llama_dir, runtime="eager")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from slimformer.errors import SlimformerError
-from slimformer.methods.quantization.grid import (
+from slimformer.nn.grid import (
     QuantizedWeight,
     QuantScheme,
     dequantize_codes,

@@ -14,10 +14,10 @@ from torch import nn
 import slimformer
 from conftest import eager_outputs
 from slimformer.errors import SlimformerError
-from slimformer.methods import make_config
+from slimformer.methods.catalog import make_config
 from slimformer.methods.quantization import RTN
-from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
 from slimformer.nn import WeightOnlyLinear, compressed_modules, module_class
+from slimformer.nn.grid import QuantScheme, quantize_weight
 from slimformer.nn.quantized_linear import bits_per_weight
 from slimformer.recipe import Recipe
 

@@ -9,7 +9,7 @@ from torch import nn
 
 import slimformer
 from slimformer.errors import SlimformerError
-from slimformer.methods import make_config
+from slimformer.methods.catalog import make_config
 from slimformer.methods.quantization import W8A8, SmoothQuant
 from slimformer.methods.quantization.smoothquant import smoothing_scale
 from slimformer.nn import (

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
 from slimformer.nn import WeightOnlyLinear
+from slimformer.nn.grid import QuantScheme, quantize_weight
 from slimformer.nn.weight_only_kernels import MAX_KERNEL_ROWS, build_kernel
 
 

@@ -52,13 +52,13 @@ def __getattr__(name: str):
         "Recipe": ("slimformer.recipe", "Recipe"),
         "evaluate": ("slimformer.evaluate", "evaluate"),
         "measure_model": ("slimformer.evaluate.measure", "measure_model"),
-        "finetune_classifier": ("slimformer.training.finetune", "finetune_classifier"),
-        "distill": ("slimformer.distillation", "distill"),
-        "select_layers": ("slimformer.distillation", "select_layers"),
-        "narrow": ("slimformer.distillation", "narrow"),
+        "finetune_classifier": ("slimformer.zoo", "finetune_classifier"),
+        "distill": ("slimformer.methods.distillation", "distill"),
+        "select_layers": ("slimformer.methods.distillation", "select_layers"),
+        "narrow": ("slimformer.methods.distillation", "narrow"),
         "load_dataset": ("slimformer.data", "load_dataset"),
         "list_datasets": ("slimformer.data", "list_datasets"),
-        "calibration_windows": ("slimformer.data", "calibration_windows"),
+        "calibration_windows": ("slimformer.calibration", "calibration_windows"),
     }
     if name in lazy:
         import importlib

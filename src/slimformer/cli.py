@@ -179,7 +179,7 @@ def _datasets(args) -> None:
 
 
 def _methods(args) -> None:
-    from slimformer.methods import registered_methods
+    from slimformer.methods.catalog import registered_methods
 
     rows = []
     for name, entry in sorted(registered_methods().items()):
@@ -268,7 +268,7 @@ def _measure(args) -> None:
 
 
 def _distill(args) -> None:
-    from slimformer.distillation import distill, select_layers
+    from slimformer.methods.distillation import distill, select_layers
     from slimformer.paths import check_output_dir
     from slimformer.pipeline import save
     from slimformer.zoo import load

@@ -23,7 +23,7 @@ import torch
 
 from slimformer.errors import SlimformerError
 from slimformer.methods.apply import as_slim
-from slimformer.methods.base import StageContext, method_entry
+from slimformer.methods.base import StageContext
 from slimformer.model import SlimModel
 from slimformer.paths import atomic_dir, check_output_dir
 from slimformer.recipe import Recipe
@@ -158,7 +158,7 @@ def warm_up(slim: SlimModel, shapes, threads: int | None) -> None:
 
 def keep_original(slim: SlimModel, recipe: Recipe) -> SlimModel | None:
     """A copy of ``slim`` before the recipe, when a stage learns from it (``distill``)."""
-    if any(method_entry(stage.method).config.needs_original for stage in recipe.stages):
+    if any(type(stage).needs_original for stage in recipe.stages):
         return _copy(slim)
     return None
 

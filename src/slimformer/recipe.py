@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from slimformer.errors import SlimformerError
-from slimformer.methods.base import MethodConfig, make_config
+from slimformer.methods.base import MethodConfig
+from slimformer.methods.catalog import make_config
 
 _TOP_LEVEL = {"name", "description", "stages"}
 

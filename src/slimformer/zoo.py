@@ -73,15 +73,29 @@ def _smollm_cached() -> bool:
         return False
 
 
-def _minilm_intent_dir(progress: bool = True) -> Path:
-    from slimformer.training.finetune import finetune_classifier
+def finetune_classifier(base: str, dataset, *, progress: bool = True, **settings) -> Path:
+    """Fine-tune ``base`` (a zoo name or folder) on the train split of ``dataset``, cached.
 
+    Returns the cached Hugging Face folder; see :mod:`slimformer.training.finetune`.
+    """
+    from slimformer.training.finetune import finetune_cached
+
+    base_dir = Path(resolve(base, progress=progress))
+    return finetune_cached(base_dir, str(base), dataset, progress=progress, **settings)
+
+
+def finetune_cache_path(base: str, dataset, **settings) -> Path:
+    """Where :func:`finetune_classifier` keeps (or will keep) that fine-tune."""
+    from slimformer.training.finetune import finetune_cache_path as cache_path
+
+    return cache_path(Path(resolve(base, progress=False)), str(base), dataset, **settings)
+
+
+def _minilm_intent_dir(progress: bool = True) -> Path:
     return finetune_classifier("minilm", "intent", progress=progress)
 
 
 def _minilm_intent_cached() -> bool:
-    from slimformer.training.finetune import finetune_cache_path
-
     return finetune_cache_path("minilm", "intent").is_dir()
 
 

@@ -1,13 +1,17 @@
-"""Datasets: built-in named sets, user files, and calibration windows.
+"""Datasets: built-in named sets and user files.
 
 ``load_dataset("wiki")`` or ``load_dataset("my.jsonl")`` gives a
 :class:`TextDataset` or :class:`ClassificationDataset` with fixed splits;
-``list_datasets()`` says what is built in and available here;
-``calibration_windows`` cuts token windows for compression methods.
+``list_datasets()`` says what is built in and available here.
+(Calibration windows are cut by :mod:`slimformer.calibration`.)
 """
 
-from slimformer.data.calibration import calibration_windows
-from slimformer.data.registry import list_datasets, load_dataset, resolve_dataset
+from slimformer.data.registry import (
+    labelled_dataset,
+    list_datasets,
+    load_dataset,
+    resolve_dataset,
+)
 from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset, Dataset, Example, TextDataset
 
@@ -16,7 +20,7 @@ __all__ = [
     "Dataset",
     "Example",
     "TextDataset",
-    "calibration_windows",
+    "labelled_dataset",
     "list_datasets",
     "load_dataset",
     "resolve_dataset",

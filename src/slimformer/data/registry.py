@@ -165,3 +165,14 @@ def _load_user_file(path: Path, options: dict[str, str]) -> Dataset:
             f"unknown dataset option(s) {', '.join(unknown)}", f"use: {', '.join(allowed)}"
         )
     return load_user_file(path, **options)
+
+
+def labelled_dataset(dataset) -> ClassificationDataset:
+    """A dataset (name, path or object) that must carry labels, to train or score a classifier."""
+    data = resolve_dataset(dataset)
+    if not isinstance(data, ClassificationDataset):
+        raise SlimformerError(
+            f"dataset {data.name!r} has no labels, so it cannot train a classifier",
+            "use a labelled dataset such as intent, multiemo, polarity or a .jsonl/.csv file",
+        )
+    return data

@@ -1,19 +1,10 @@
-"""Compression methods, one file a method, grouped by family."""
+"""Compression methods, one family a folder, one file a method.
 
-from slimformer.methods.base import (
-    MethodConfig,
-    StageContext,
-    make_config,
-    method_entry,
-    register_method,
-    registered_methods,
-)
+``methods.base`` holds what every method shares (the config base, the stage
+context, registration); ``methods.catalog`` imports every built-in method and
+looks methods up by name.
+"""
 
-__all__ = [
-    "MethodConfig",
-    "StageContext",
-    "make_config",
-    "method_entry",
-    "register_method",
-    "registered_methods",
-]
+from slimformer.methods.base import MethodConfig, StageContext, register_method
+
+__all__ = ["MethodConfig", "StageContext", "register_method"]

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from slimformer.errors import SlimformerError
-from slimformer.methods.base import MethodConfig, StageContext, method_entry
+from slimformer.methods.base import MethodConfig, StageContext, entry_of
 from slimformer.model import SlimModel, task_of
 from slimformer.nn.registry import compressed_modules
 
@@ -41,7 +41,7 @@ def apply_method(
     **context_fields: Any,
 ) -> SlimModel | nn.Module:
     """Apply ``config`` to ``model`` in place; the family check keeps verbs honest."""
-    entry = method_entry(config.method)
+    entry = entry_of(config)
     if family is not None and entry.family != family:
         raise SlimformerError(
             f"{config.method} is a {entry.family} method, not {family}",

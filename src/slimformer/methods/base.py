@@ -9,12 +9,11 @@ and recipe stages (``method: int8_dynamic``) run the same code.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -78,47 +77,23 @@ def register_method(config: type[MethodConfig]) -> Callable[[ApplyFn], ApplyFn]:
     return decorator
 
 
-def method_entry(name: str) -> MethodEntry:
-    _ensure_builtin_methods()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+def entry_of(config: MethodConfig | type[MethodConfig]) -> MethodEntry:
+    """The registered entry of a config: its class registered it when its module was imported."""
+    name = config.method
+    entry = _REGISTRY.get(name)
+    if entry is None:
         raise SlimformerError(
-            f"unknown method {name!r}", f"{hint}known methods: {', '.join(sorted(_REGISTRY))}"
+            f"method {name!r} ({type(config).__name__}) is not registered",
+            "decorate its apply function with @register_method(ConfigClass)",
         )
-    return _REGISTRY[name]
+    return entry
 
 
-def registered_methods() -> dict[str, MethodEntry]:
-    _ensure_builtin_methods()
+def lookup(name: str) -> MethodEntry | None:
+    """The entry registered under ``name`` so far, or None."""
+    return _REGISTRY.get(name)
+
+
+def registered_so_far() -> dict[str, MethodEntry]:
+    """Every method whose module has been imported; ``methods.catalog`` imports them all."""
     return dict(_REGISTRY)
-
-
-def make_config(name: str, settings: dict[str, Any], where: str = "") -> MethodConfig:
-    """Build and validate a config from recipe settings, with a one-line error."""
-    try:
-        entry = method_entry(name)
-    except SlimformerError as exc:  # say which stage names the unknown method
-        raise SlimformerError(f"{where}{exc.problem}", exc.fix) from None
-    try:
-        return entry.config(**settings)
-    except ValidationError as exc:
-        raise SlimformerError(
-            f"{where}{name}: {_describe(exc, entry.config)}",
-            f"settings of {name}: {', '.join(entry.config.model_fields)}",
-        ) from None
-
-
-def _describe(exc: ValidationError, config: type[MethodConfig]) -> str:
-    error = exc.errors()[0]
-    field_name = ".".join(str(p) for p in error["loc"]) or "settings"
-    if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(field_name, list(config.model_fields), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown setting {field_name!r}{hint}"
-    return f"setting {field_name!r}: {error['msg']}"
-
-
-def _ensure_builtin_methods() -> None:
-    """Import the built-in method modules so they register themselves."""
-    import slimformer.methods.builtin  # noqa: F401

@@ -3,7 +3,7 @@
 Token embeddings are most of a small encoder's weights (MiniLM: 11.7M of
 22.7M), so quantizing only the linears leaves the table as the bulk of the
 file. Each row is quantized on its own symmetric grid (absmax / 127, the
-8-bit per-row grid of :mod:`slimformer.methods.quantization.grid`), so a rare
+8-bit per-row grid of :mod:`slimformer.nn.grid`), so a rare
 token with large values costs no precision to the others. Saved buffers:
 
 * ``qweight`` int8 ``[num_embeddings, embedding_dim]``: the signed codes
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
+from slimformer.nn.grid import QuantScheme, quantize_weight
 from slimformer.nn.registry import register_module
 
 #: The grid every row is stored on: 8 bits, one group a row, symmetric.

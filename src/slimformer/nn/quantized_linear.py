@@ -1,7 +1,7 @@
 """A linear layer with 2-8 bit integer weights in groups and float activations.
 
 This is the storage every weight-only method (RTN, GPTQ, AWQ, mixed precision)
-produces: the grid is defined in :mod:`slimformer.methods.quantization.grid`,
+produces: the grid is defined in :mod:`slimformer.nn.grid`,
 codes are bit-packed densely (:mod:`slimformer.nn.packing`), and each group of
 ``group_size`` inputs of a row has an fp16 scale and, unless symmetric, an
 integer zero point packed at the same width as the codes. Saved buffers:
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.methods.quantization.grid import QuantizedWeight, QuantScheme
+from slimformer.nn.grid import QuantizedWeight, QuantScheme
 from slimformer.nn.packing import pack, packed_width, unpack
 from slimformer.nn.registry import float_weight, register_module
 from slimformer.nn.weight_only_kernels import MAX_KERNEL_ROWS, Kernel, build_kernel

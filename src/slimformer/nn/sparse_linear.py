@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimformer.methods.quantization.grid import QuantizedWeight, QuantScheme
+from slimformer.nn.grid import QuantizedWeight, QuantScheme
 from slimformer.nn.packing import packed_width, unpack
 from slimformer.nn.registry import float_weight, float_weights_cached, register_module
 from slimformer.nn.sparse_formats import (

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from slimformer.methods.quantization.grid import QuantizedWeight
+from slimformer.nn.grid import QuantizedWeight
 
 #: Rows (tokens) per call up to which the fused kernel is used.
 MAX_KERNEL_ROWS = 16

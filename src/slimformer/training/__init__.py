@@ -1,5 +1,2 @@
-"""Training: the fine-tune helper and the recovery stage."""
-
-from slimformer.training.finetune import finetune_classifier
-
-__all__ = ["finetune_classifier"]
+"""Training: the trainer every training method shares, its checkpoints and precision, and the
+cached classifier fine-tune the zoo builds ``minilm-intent`` with."""

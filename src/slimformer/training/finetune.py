@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 import transformers
 
-from slimformer.data import load_dataset
+from slimformer.data import labelled_dataset
 from slimformer.data.types import ClassificationDataset
-from slimformer.errors import SlimformerError
 from slimformer.paths import atomic_dir, cache_dir
 from slimformer.training.loop import train_classifier
 
@@ -29,28 +28,28 @@ FINETUNE_VERSION = 2
 DEFAULTS = {"epochs": 5, "lr": 1e-4, "batch_size": 16, "max_length": 64, "seed": 0}
 
 
-def finetune_cache_path(base: str, dataset: str, **settings) -> Path:
-    """Where the fine-tune of ``base`` on ``dataset`` with ``settings`` is cached."""
-    from slimformer.zoo import resolve
+def finetune_cache_path(base_dir: Path, base_name: str, dataset, **settings) -> Path:
+    """Where the fine-tune of the model in ``base_dir`` on ``dataset`` with ``settings`` is cached.
 
-    base_dir = Path(resolve(base, progress=False))
-    data = _classification(dataset)
-    key = _content_hash(base_dir, data, {**DEFAULTS, **settings})
-    return cache_dir() / "models" / f"{Path(str(base)).name}-{data.name}-{key}"
+    The caller (the zoo) resolves a model name to its folder, so training never
+    reaches back into the loader.
+    """
+    data = labelled_dataset(dataset)
+    key = _content_hash(Path(base_dir), data, {**DEFAULTS, **settings})
+    return cache_dir() / "models" / f"{Path(str(base_name)).name}-{data.name}-{key}"
 
 
-def finetune_classifier(base: str, dataset: str, *, progress: bool = True, **settings) -> Path:
-    """Fine-tune ``base`` on the train split of ``dataset``; returns the cached folder."""
-    target = finetune_cache_path(base, dataset, **settings)
+def finetune_cached(
+    base_dir: Path, base_name: str, dataset, *, progress: bool = True, **settings
+) -> Path:
+    """Fine-tune the model in ``base_dir`` on the train split of ``dataset``; the cached folder."""
+    target = finetune_cache_path(base_dir, base_name, dataset, **settings)
     if (target / "config.json").is_file():
         return target
-    from slimformer.zoo import resolve
-
     options = {**DEFAULTS, **settings}
-    data = _classification(dataset)
-    base_dir = resolve(base, progress=progress)
+    data = labelled_dataset(dataset)
     if progress:
-        print(f"fine-tuning {base} on {data.name} once (cached in {target.parent}) ...")
+        print(f"fine-tuning {base_name} on {data.name} once (cached in {target.parent}) ...")
     started = time.perf_counter()
     # Training needs autograd even when the caller (an evaluation, a benchmark)
     # is inside torch.inference_mode; weights made in there could not train.
@@ -64,7 +63,7 @@ def finetune_classifier(base: str, dataset: str, *, progress: bool = True, **set
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         record = {
-            "base": str(base),
+            "base": str(base_name),
             "dataset": data.name,
             "settings": options,
             "epoch_losses": losses,
@@ -86,16 +85,6 @@ def _new_classifier(base_dir, data: ClassificationDataset):
     )
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(base_dir))
     return model, tokenizer
-
-
-def _classification(dataset) -> ClassificationDataset:
-    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    if not isinstance(data, ClassificationDataset):
-        raise SlimformerError(
-            f"dataset {data.name!r} has no labels, so it cannot train a classifier",
-            "use a labelled dataset such as intent, multiemo, polarity or a .jsonl/.csv file",
-        )
-    return data
 
 
 def _content_hash(base_dir: Path, data: ClassificationDataset, settings: dict) -> str:

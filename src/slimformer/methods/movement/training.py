@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from slimformer.distillation.data import Batch, Collator, Item
+from slimformer.data import labelled_dataset
+from slimformer.methods.distillation.data import Batch, Collator, Item
 from slimformer.methods.movement.masked_weight import MovementMask, score_parameters, set_level
 from slimformer.methods.movement.schedule import cubic_sparsity
 from slimformer.model import SlimModel
-from slimformer.training.finetune import _classification
 from slimformer.training.trainer import TrainConfig, Trainer, TrainResult
 
 
@@ -39,7 +39,7 @@ def train_with_masks(
     slim: SlimModel, masks: dict[str, MovementMask], config, device: str, progress: bool
 ) -> TrainResult:
     """Fine-tune ``slim`` on ``config.dataset`` while the masks follow the schedule."""
-    data = _classification(config.dataset)
+    data = labelled_dataset(config.dataset)
     items = [Item(text=e.text, label=e.label) for e in data.split("train")]
     train = TrainConfig(
         epochs=config.epochs,

@@ -30,7 +30,7 @@ def outlier_ratios(
 ) -> dict[int, tuple[float, int]]:
     """Per block index: the share of its targets' Wanda scores above ``threshold`` x their mean,
     and how many weights that block holds."""
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     ratios: dict[int, tuple[float, int]] = {}
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from slimformer.calibration.spec import calibration_tokens
 from slimformer.methods.base import StageContext
-from slimformer.methods.calibration_spec import calibration_tokens
 from slimformer.methods.pruning.admm import admm_refine
 from slimformer.methods.pruning.allocation import outlier_ratios, owl_sparsities
 from slimformer.methods.pruning.replace import prune_unvisited
@@ -33,7 +33,7 @@ def run_calibrated_pruning(
     collect,
 ) -> None:
     """Prune every selected linear of ``slim`` block by block."""
-    from slimformer.calibrate import run_sequential
+    from slimformer.calibration.engine import run_sequential
 
     # Names only: holding the modules would keep every replaced float weight alive to the end.
     targets = dict.fromkeys(config.checked_targets(slim))

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 from torch import nn
 
+from slimformer.calibration.spec import CalibrationSpec
 from slimformer.errors import SlimformerError
-from slimformer.methods.calibration_spec import CalibrationSpec
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 

@@ -34,7 +34,7 @@ class SparseGPT(CalibratedPruning):
 
 @register_method(SparseGPT)
 def apply_sparsegpt(slim: SlimModel, config: SparseGPT, context: StageContext) -> None:
-    from slimformer.calibrate import Collect
+    from slimformer.calibration.engine import Collect
 
     nm = config.nm()
 

@@ -36,7 +36,7 @@ def wanda_scores(weight: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor
 
 @register_method(Wanda)
 def apply_wanda(slim: SlimModel, config: Wanda, context: StageContext) -> None:
-    from slimformer.calibrate import Collect
+    from slimformer.calibration.engine import Collect
 
     nm = config.nm()
 

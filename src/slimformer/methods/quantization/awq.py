@@ -43,21 +43,21 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from slimformer.arch.base import ScaleGroup
-from slimformer.calibrate import BlockContext
+from slimformer.calibration.engine import BlockContext
+from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.quantization.folding import apply_input_scale
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
-from slimformer.methods.quantization.grid import (
+from slimformer.methods.quantization.rtn import round_unvisited
+from slimformer.methods.quantization.settings import WeightOnlySettings
+from slimformer.model import SlimModel
+from slimformer.nn import WeightOnlyLinear, replace_module
+from slimformer.nn.grid import (
     QuantizedWeight,
     QuantScheme,
     fake_quantize,
     quantize_weight,
 )
-from slimformer.methods.quantization.rtn import round_unvisited
-from slimformer.methods.quantization.settings import WeightOnlySettings
-from slimformer.model import SlimModel
-from slimformer.nn import WeightOnlyLinear, replace_module
 from slimformer.nn.input_scaled import innermost
 
 #: Scales are clamped to at least this before normalising, so dead channels keep a finite scale.
@@ -98,7 +98,7 @@ class AWQ(WeightOnlySettings):
 
 @register_method(AWQ)
 def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     scheme = config.scheme()
     windows = calibration_tokens(slim, config.calibration, context.calibration)

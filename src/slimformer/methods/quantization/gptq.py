@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
 from slimformer.methods.quantization.rtn import round_unvisited
 from slimformer.methods.quantization.settings import WeightOnlySettings
@@ -61,7 +61,7 @@ class GPTQ(WeightOnlySettings):
 
 @register_method(GPTQ)
 def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     scheme = config.scheme()
     # Names only: holding the modules would keep every replaced float weight alive to the end.

@@ -28,7 +28,7 @@ import torch
 
 from slimformer.errors import SlimformerError
 from slimformer.methods.hessian import inverse_cholesky, prepare_hessian
-from slimformer.methods.quantization.grid import (
+from slimformer.nn.grid import (
     QuantizedWeight,
     QuantScheme,
     dequantize_codes,

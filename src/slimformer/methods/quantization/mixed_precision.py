@@ -24,15 +24,15 @@ from typing import Literal
 import torch
 from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator
 
+from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
-from slimformer.methods.quantization.grid import QuantScheme, quantize_weight
 from slimformer.methods.quantization.rtn import round_unvisited
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 from slimformer.nn import replace_module
+from slimformer.nn.grid import QuantScheme, quantize_weight
 from slimformer.nn.quantized_linear import WeightOnlyLinear
 
 Bits = Literal[2, 3, 4, 8]
@@ -114,7 +114,7 @@ def output_error(weight: torch.Tensor, hessian: torch.Tensor, scheme: QuantSchem
 
 @register_method(MixedPrecision)
 def apply_mixed_precision(slim: SlimModel, config: MixedPrecision, context: StageContext) -> None:
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     targets = config.select(slim)
     for name, linear in targets.items():
@@ -155,7 +155,7 @@ def _scheme(config: MixedPrecision, bits: int) -> QuantScheme:
 
 
 def _quantize(slim, config, plans, windows, context) -> None:
-    from slimformer.calibrate import Collect, run_sequential
+    from slimformer.calibration.engine import Collect, run_sequential
 
     def process(block) -> None:
         for name, linear in block.linears.items():

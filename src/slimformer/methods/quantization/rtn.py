@@ -18,10 +18,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.quantization.grid import QuantScheme, mse_clip_search, quantize_weight
 from slimformer.methods.quantization.settings import WeightOnlySettings
 from slimformer.model import SlimModel
 from slimformer.nn import SparseLinear, WeightOnlyLinear, replace_module
+from slimformer.nn.grid import QuantScheme, mse_clip_search, quantize_weight
 
 
 class RTN(WeightOnlySettings):

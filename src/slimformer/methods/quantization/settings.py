@@ -8,9 +8,9 @@ from pydantic import Field, NonNegativeInt
 from torch import nn
 
 from slimformer.errors import SlimformerError
-from slimformer.methods.quantization.grid import QuantScheme
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
+from slimformer.nn.grid import QuantScheme
 from slimformer.nn.sparse_linear import SparseLinear
 
 

@@ -36,7 +36,7 @@ from slimformer.model import SlimModel
 from slimformer.nn import InputScaled, replace_module
 
 if TYPE_CHECKING:
-    from slimformer.calibrate import BlockContext
+    from slimformer.calibration.engine import BlockContext
 
 #: Floor for both maxima and the scale, so dead channels and zero columns stay finite.
 EPS = 1e-5

@@ -23,16 +23,16 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from slimformer.calibration_stats import Collect, StatsRecorder
+from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.stats import Collect, StatsRecorder
 from slimformer.methods.base import StageContext, register_method
-from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
 from slimformer.nn import Int8DynamicLinear, replace_module
 from slimformer.nn.int8_static import Int8StaticLinear, input_scale_from_range
 
 if TYPE_CHECKING:
-    from slimformer.calibrate import BlockContext
+    from slimformer.calibration.engine import BlockContext
 
 Activations = Literal["per_tensor", "per_token"]
 
@@ -112,7 +112,7 @@ def calibrated_quantization(
     targets: dict[str, nn.Linear],
 ) -> None:
     """Run ``process`` on every block with input ranges, then quantize what lies outside."""
-    from slimformer.calibrate import run_sequential
+    from slimformer.calibration.engine import run_sequential
 
     windows = calibration_tokens(slim, config.calibration, context.calibration)
     run_sequential(

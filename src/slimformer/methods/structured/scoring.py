@@ -17,9 +17,9 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext
-from slimformer.methods.calibration_spec import CalibrationSpec, calibration_tokens
 from slimformer.model import SlimModel
 
 
@@ -67,14 +67,14 @@ def scoring_batches(
 
 
 def _labelled_batches(slim: SlimModel, settings: StructuredSettings) -> list[ScoringBatch]:
-    from slimformer.training.finetune import _classification
+    from slimformer.data import labelled_dataset
 
     if settings.dataset is None:
         raise SlimformerError(
             f"{slim.name} is a classifier: its parts are scored on labelled task data",
             "set `dataset:` to its labelled data (e.g. intent)",
         )
-    examples = _classification(settings.dataset).split("train")[: settings.examples]
+    examples = labelled_dataset(settings.dataset).split("train")[: settings.examples]
     batches = []
     for start in range(0, len(examples), settings.batch_size):
         chunk = examples[start : start + settings.batch_size]

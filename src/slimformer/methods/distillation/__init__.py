@@ -1,15 +1,15 @@
 """Knowledge distillation: students, losses, data and the ``distill`` verb.
 
 A student learns from a frozen teacher through a weighted sum of losses
-(:mod:`slimformer.distillation.losses`); students come from the teacher by depth
+(:mod:`slimformer.methods.distillation.losses`); students come from the teacher by depth
 (:func:`select_layers`) or width (:func:`narrow`), or are any model of the
 same task and vocabulary. The package is named for the technique and the
 verb for the action, so ``slimformer.distill`` is a plain function (exported
 by :mod:`slimformer`) that no subpackage import can shadow.
 """
 
-from slimformer.distillation.api import DistillRun, distill, run_distillation
-from slimformer.distillation.losses import (
+from slimformer.methods.distillation.api import DistillRun, distill, run_distillation
+from slimformer.methods.distillation.losses import (
     AttentionMSE,
     HiddenCosine,
     HiddenMSE,
@@ -18,8 +18,8 @@ from slimformer.distillation.losses import (
     PatientKD,
     parse_losses,
 )
-from slimformer.distillation.narrow import narrow
-from slimformer.distillation.select_layers import select_layers
+from slimformer.methods.distillation.narrow import narrow
+from slimformer.methods.distillation.select_layers import select_layers
 
 __all__ = [
     "AttentionMSE",

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 
 from slimformer.data.registry import resolve_dataset
-from slimformer.distillation.augment import augmented_items
-from slimformer.distillation.checks import check_pair
-from slimformer.distillation.data import (
+from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.augment import augmented_items
+from slimformer.methods.distillation.checks import check_pair
+from slimformer.methods.distillation.data import (
     Collator,
     Item,
     holdout,
@@ -36,16 +37,15 @@ from slimformer.distillation.data import (
     task_items,
     transfer_items,
 )
-from slimformer.distillation.losses import parse_losses
-from slimformer.distillation.objective import DistillObjective
-from slimformer.distillation.teacher_cache import (
+from slimformer.methods.distillation.losses import parse_losses
+from slimformer.methods.distillation.objective import DistillObjective
+from slimformer.methods.distillation.teacher_cache import (
     CachedTeacher,
     CacheDtype,
     CachingCollator,
     cache_torch_dtype,
 )
-from slimformer.distillation.validation import accuracy_and_loss, heldout_loss, token_loss
-from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.validation import accuracy_and_loss, heldout_loss, token_loss
 from slimformer.model import SlimModel
 from slimformer.training.precision import autocast
 from slimformer.training.trainer import Callback, TrainConfig, Trainer, TrainResult

@@ -12,12 +12,12 @@ from typing import ClassVar
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from slimformer.distillation.api import run_distillation
-from slimformer.distillation.losses import AnyLoss, LogitsKD
-from slimformer.distillation.select_layers import choose_layers, cut_layers
-from slimformer.distillation.teacher_cache import CacheDtype
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
+from slimformer.methods.distillation.api import run_distillation
+from slimformer.methods.distillation.losses import AnyLoss, LogitsKD
+from slimformer.methods.distillation.select_layers import choose_layers, cut_layers
+from slimformer.methods.distillation.teacher_cache import CacheDtype
 from slimformer.model import SlimModel
 from slimformer.training.precision import Precision
 

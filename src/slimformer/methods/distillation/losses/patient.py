@@ -13,10 +13,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distillation.losses.base import LossConfig, LossTerm, projection
-from slimformer.distillation.losses.hidden import hidden_needs
-from slimformer.distillation.outputs import Needs, Outputs, Shape
+from slimformer.methods.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.methods.distillation.losses.base import LossConfig, LossTerm, projection
+from slimformer.methods.distillation.losses.hidden import hidden_needs
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape
 
 
 class PatientKD(LossConfig):

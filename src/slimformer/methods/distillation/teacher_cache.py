@@ -35,9 +35,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from slimformer.distillation.data import Batch, Collator, Item
-from slimformer.distillation.outputs import Needs, Outputs, Shape
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.data import Batch, Collator, Item
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape
 from slimformer.paths import atomic_file, cache_dir
 
 #: Bumped if the stored form changes. 2: only the needed hidden states, float16.

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
+from slimformer.data import labelled_dataset
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
-from slimformer.training.finetune import _classification
 from slimformer.training.loop import train_classifier
 
 
@@ -30,7 +30,7 @@ class Finetune(MethodConfig):
 
 @register_method(Finetune)
 def apply_finetune(slim: SlimModel, config: Finetune, context: StageContext) -> None:
-    data = _classification(config.dataset)
+    data = labelled_dataset(config.dataset)
     train_classifier(
         slim.model,
         slim.tokenizer,

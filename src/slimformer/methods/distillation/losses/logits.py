@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveFloat
 
-from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean
-from slimformer.distillation.outputs import Needs, Outputs, Shape
+from slimformer.methods.distillation.losses.base import LossConfig, LossTerm, masked_mean
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape
 
 
 class LogitsKD(LossConfig):

@@ -16,9 +16,9 @@ from typing import Literal
 import torch
 from pydantic import PositiveInt
 
-from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean
-from slimformer.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.losses.base import LossConfig, LossTerm, masked_mean
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 
 
 class MiniLM(LossConfig):

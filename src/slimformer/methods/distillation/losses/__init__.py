@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from slimformer.distillation.losses.attention import AttentionMSE
-from slimformer.distillation.losses.base import LossConfig, LossTerm
-from slimformer.distillation.losses.hidden import HiddenCosine, HiddenMSE
-from slimformer.distillation.losses.logits import LogitsKD
-from slimformer.distillation.losses.minilm import MiniLM
-from slimformer.distillation.losses.patient import PatientKD
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.losses.attention import AttentionMSE
+from slimformer.methods.distillation.losses.base import LossConfig, LossTerm
+from slimformer.methods.distillation.losses.hidden import HiddenCosine, HiddenMSE
+from slimformer.methods.distillation.losses.logits import LogitsKD
+from slimformer.methods.distillation.losses.minilm import MiniLM
+from slimformer.methods.distillation.losses.patient import PatientKD
 
 LOSSES: dict[str, type[LossConfig]] = {
     config.model_fields["kind"].default: config

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from slimformer.distillation.data import Collator, Item
-from slimformer.distillation.objective import DistillObjective
 from slimformer.evaluate.perplexity import model_logits
+from slimformer.methods.distillation.data import Collator, Item
+from slimformer.methods.distillation.objective import DistillObjective
 from slimformer.model import SlimModel
 from slimformer.training.trainer import Evaluation, TrainConfig
 

@@ -15,10 +15,10 @@ from typing import Literal
 
 import torch
 
-from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean
-from slimformer.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.methods.distillation.losses.base import LossConfig, LossTerm, masked_mean
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape, pair_mask, split_heads
 
 
 class AttentionMSE(LossConfig):

@@ -1,6 +1,6 @@
 """Branch-wise ("true sequential") calibration of one block: one pass instead of two.
 
-The whole-block path of :func:`slimformer.calibrate.run_sequential` runs each
+The whole-block path of :func:`slimformer.calibration.engine.run_sequential` runs each
 block twice over the calibration set: with the original weights to gather
 every linear's statistics, then with the compressed weights to produce the
 next block's inputs. When the model's adapter describes the block as pre-norm
@@ -25,18 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from slimformer.arch.base import ResidualBranch
-from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder
+from slimformer.calibration.batch import BlockBatch
+from slimformer.calibration.stats import Collect, LinearStats, StatsRecorder
 from slimformer.errors import SlimformerError
 from slimformer.nn.registry import reuse_float_weights
-
-if TYPE_CHECKING:
-    from slimformer.calibrate import _Batch
 
 #: Called with the linears to compress now (by qualified name) and their statistics.
 Process = Callable[[dict[str, nn.Linear], dict[str, LinearStats]], None]
@@ -57,7 +54,7 @@ def usable_branches(
 
 
 def branches_reproduce_block(
-    block: nn.Module, branches: Sequence[ResidualBranch], batch: _Batch
+    block: nn.Module, branches: Sequence[ResidualBranch], batch: BlockBatch
 ) -> bool:
     """Whether walking ``branches`` gives the block's own output on ``batch``.
 
@@ -78,7 +75,7 @@ def branches_reproduce_block(
 def calibrate_branches(
     branches: Sequence[ResidualBranch],
     linears: dict[str, nn.Linear],
-    batches: list[_Batch],
+    batches: list[BlockBatch],
     process: Process,
     collect: Collect,
     device: torch.device,
@@ -143,7 +140,9 @@ def _run_to_output(branch, output, linears, batches, collect, device):
     return kept, recorder.stats
 
 
-def _add_branch_output(branch: ResidualBranch, batches: list[_Batch], kept: list[Tensor]) -> None:
+def _add_branch_output(
+    branch: ResidualBranch, batches: list[BlockBatch], kept: list[Tensor]
+) -> None:
     """``h = h + output(kept)`` per batch, each kept input freed once used."""
     with torch.no_grad(), reuse_float_weights():
         for index, batch in enumerate(batches):

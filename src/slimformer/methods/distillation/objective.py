@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimformer.distillation.data import Batch
-from slimformer.distillation.losses import LossConfig
-from slimformer.distillation.outputs import Needs, Outputs, Shape, run_model
+from slimformer.methods.distillation.data import Batch
+from slimformer.methods.distillation.losses import LossConfig
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape, run_model
 from slimformer.model import SlimModel
 
 

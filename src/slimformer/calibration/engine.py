@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 
 from slimformer.arch import get_adapter
 from slimformer.arch.base import Adapter, LayerParts
-from slimformer.calibrate_branches import (
+from slimformer.calibration.batch import BlockBatch
+from slimformer.calibration.branches import (
     branches_reproduce_block,
     calibrate_branches,
     usable_branches,
 )
-from slimformer.calibration_stats import Collect, LinearStats, StatsRecorder, StopBlock
+from slimformer.calibration.stats import Collect, LinearStats, StatsRecorder, StopBlock
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
 from slimformer.nn.registry import reuse_float_weights
@@ -48,45 +49,6 @@ Calibration = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 
 class _StopForward(Exception):
     """Raised inside the first block's pre-hook: the rest of the model need not run."""
-
-
-@dataclass
-class _Batch:
-    """One batch of a block's input and the other arguments the model passed with it.
-
-    ``key`` is None when the hidden states came positionally first, else the
-    keyword they came under. ``mask`` is the ``[batch, length]`` bool mask of
-    real tokens, None when every token is real.
-    """
-
-    hidden: Tensor
-    args: tuple
-    kwargs: dict[str, Any]
-    key: str | None
-    mask: Tensor | None
-    #: Matrix products of the block passes in this dtype (bf16 halves their cost on CPUs
-    #: with bf16 instructions); None keeps the model's own precision.
-    compute_dtype: torch.dtype | None = None
-
-    def autocast(self) -> torch.autocast:
-        """The precision context every pass over this batch runs in."""
-        return torch.autocast(
-            self.hidden.device.type,
-            dtype=self.compute_dtype,
-            enabled=self.compute_dtype is not None,
-        )
-
-    def run(self, block: nn.Module, hidden: Tensor | None = None) -> Tensor:
-        """The block's output hidden states on this batch (or on ``hidden`` instead)."""
-        states = self.hidden if hidden is None else hidden
-        with self.autocast():
-            if self.key is None:
-                out = block(states, *self.args, **self.kwargs)
-            else:
-                out = block(*self.args, **{**self.kwargs, self.key: states})
-        # Older HF layers return a tuple (hidden, attn, ...); transformers 5 returns a tensor.
-        out = out if isinstance(out, Tensor) else out[0]
-        return out.to(states.dtype)
 
 
 @dataclass
@@ -107,7 +69,7 @@ class BlockContext:
     stats: dict[str, LinearStats]
     device: torch.device
     num_blocks: int
-    _batches: list[_Batch] = field(repr=False)
+    _batches: list[BlockBatch] = field(repr=False)
 
     @property
     def inputs(self) -> list[Tensor]:
@@ -179,7 +141,7 @@ def run_sequential(
 
     ``true_sequential`` (for methods that compress linears independently given
     their statistics, such as GPTQ) walks blocks the adapter describes as
-    residual branches branch by branch (see :mod:`slimformer.calibrate_branches`):
+    residual branches branch by branch (see :mod:`slimformer.calibration.branches`):
     ``process_block`` is then called several times per block, each time with
     only the linears whose inputs are now final (q/k/v, then o, ...), and each
     block costs one forward pass instead of about 1.75. Other blocks run whole.
@@ -265,9 +227,9 @@ def _capture_inputs(
     mask: Tensor,
     device: torch.device,
     batch_size: int,
-) -> list[_Batch]:
+) -> list[BlockBatch]:
     """Run the model up to its first block on every batch and record what the block receives."""
-    batches: list[_Batch] = []
+    batches: list[BlockBatch] = []
     shared: dict[tuple, Tensor] = {}
     current: dict[str, Tensor | None] = {}
 
@@ -325,7 +287,7 @@ def _record_call(
     mask: Tensor | None,
     device: torch.device,
     shared: dict[tuple, Tensor],
-) -> _Batch:
+) -> BlockBatch:
     """Split a block call into its hidden states and the rest, moved to ``device``."""
     if args:
         hidden, key, rest = args[0], None, args[1:]
@@ -333,7 +295,7 @@ def _record_call(
         key = "hidden_states" if "hidden_states" in kwargs else _first_tensor_key(kwargs)
         hidden, rest = kwargs[key], ()
     others = {k: _drop_cache(v) for k, v in kwargs.items() if k != key}
-    return _Batch(
+    return BlockBatch(
         hidden=hidden.detach().to(device),
         args=_to_device(rest, device, shared),
         kwargs=_to_device(others, device, shared),
@@ -409,7 +371,7 @@ class _Walk:
     adapter: Adapter
     stack: nn.ModuleList
     names: dict[int, str]
-    batches: list[_Batch]
+    batches: list[BlockBatch]
     process_block: Callable[[BlockContext], None]
     collect: Collect
     device: torch.device
@@ -498,7 +460,7 @@ def _layer_parts(adapter: Adapter, index: int, block: nn.Module) -> LayerParts:
 def _gather_stats(
     block: nn.Module,
     linears: dict[str, nn.Linear],
-    batches: list[_Batch],
+    batches: list[BlockBatch],
     collect: Collect,
     device: torch.device,
 ) -> dict[str, LinearStats]:
@@ -519,7 +481,7 @@ def _gather_stats(
     return recorder.stats
 
 
-def _propagate(block: nn.Module, batches: list[_Batch]) -> None:
+def _propagate(block: nn.Module, batches: list[BlockBatch]) -> None:
     """Replace each batch's inputs by the block's outputs, batch by batch.
 
     Each input is dropped as soon as its output exists, so the peak is one set

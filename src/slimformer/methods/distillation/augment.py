@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from slimformer.distillation.data import Item
+from slimformer.methods.distillation.data import Item
 
 #: Most tries per requested copy before an example is given up (short texts repeat).
 _TRIES_PER_COPY = 4

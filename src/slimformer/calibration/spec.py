@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
+from slimformer.calibration.windows import calibration_windows
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
 
@@ -38,8 +39,6 @@ class CalibrationSpec(BaseModel):
 
 def calibration_tokens(slim: SlimModel, spec: CalibrationSpec, given: Any = None) -> torch.Tensor:
     """Token windows [samples, length]: ``given`` (windows or a dataset) wins over ``spec``."""
-    from slimformer.data import calibration_windows
-
     if isinstance(given, torch.Tensor):
         if given.dim() != 2 or given.numel() == 0:
             raise SlimformerError(

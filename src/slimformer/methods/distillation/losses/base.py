@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, PositiveFloat
 from torch import nn
 
-from slimformer.distillation.outputs import Needs, Outputs, Shape
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape
 
 
 class LossConfig(BaseModel):

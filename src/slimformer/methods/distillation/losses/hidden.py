@@ -13,9 +13,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from slimformer.distillation.layer_map import LayerMapSpec, resolve_layer_map
-from slimformer.distillation.losses.base import LossConfig, LossTerm, masked_mean, projection
-from slimformer.distillation.outputs import Needs, Outputs, Shape
+from slimformer.methods.distillation.layer_map import LayerMapSpec, resolve_layer_map
+from slimformer.methods.distillation.losses.base import (
+    LossConfig,
+    LossTerm,
+    masked_mean,
+    projection,
+)
+from slimformer.methods.distillation.outputs import Needs, Outputs, Shape
 
 
 class HiddenMSE(LossConfig):

@@ -18,8 +18,8 @@ import torch
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset
-from slimformer.distillation.outputs import Outputs
 from slimformer.errors import SlimformerError
+from slimformer.methods.distillation.outputs import Outputs
 
 UNLABELLED = -100
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
