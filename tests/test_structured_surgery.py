@@ -177,3 +177,13 @@ def test_compressed_layers_are_refused(tiny_bert_cls_dir):
     slimformer.quantize_(slim, slimformer.Int8Dynamic(), progress=False)
     with pytest.raises(slimformer.SlimformerError, match="before quantization"):
         remove_heads(slim.adapter, 0, [0])
+
+
+def test_fused_qkv_heads_are_refused_before_any_cut(tiny_gpt2_dir):
+    slim = slimformer.load(str(tiny_gpt2_dir))
+    state = {k: v.clone() for k, v in slim.model.state_dict().items()}
+    with pytest.raises(slimformer.SlimformerError, match="fused") as info:
+        remove_heads(slim.adapter, 0, [0])
+    assert "\n" not in str(info.value)
+    after = slim.model.state_dict()
+    assert all(torch.equal(state[k], after[k]) for k in state)

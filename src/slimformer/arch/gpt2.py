@@ -22,6 +22,7 @@ from slimformer.arch.base import (
     Adapter,
     AttentionParts,
     LayerParts,
+    LayerSizes,
     MLPParts,
     OutputRows,
     ScaleGroup,
@@ -92,6 +93,17 @@ class GPT2Adapter(Adapter):
             mlp=MLPParts(module=mlp, up=mlp.c_fc, down=mlp.c_proj),
             norms={"attention_norm": block.ln_1, "mlp_norm": block.ln_2},
         )
+
+    def write_config_sizes(self, sizes: LayerSizes, num_layers: int) -> None:
+        """GPT-2 names its MLP width ``n_inner`` (None: four times the hidden size).
+
+        Only a changed width is written, so an untouched config keeps its None.
+        Heads are not written: the fused q/k/v projection keeps every head.
+        """
+        config = self.model.config
+        if sizes.intermediate_size != (config.n_inner or 4 * config.n_embd):
+            config.n_inner = sizes.intermediate_size
+        config.n_layer = num_layers
 
     def embeddings(self) -> dict[str, nn.Module]:
         prefix = "transformer." if hasattr(self.model, "transformer") else ""

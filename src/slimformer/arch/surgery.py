@@ -23,6 +23,7 @@ from slimformer.errors import SlimformerError
 
 __all__ = [
     "check_head_removal",
+    "check_plain",
     "remove_heads",
     "remove_layers",
     "remove_neurons",
@@ -80,8 +81,14 @@ def remove_heads(adapter: Adapter, layer_index: int, heads: Iterable[int]) -> No
             f"layer {layer_index} has no attention the adapter can name",
             "use a model family slimformer has an adapter for (BERT, Llama)",
         )
+    if att.q is att.k:
+        raise SlimformerError(
+            f"layer {layer_index}: {adapter.family} computes q, k and v in one fused "
+            "projection, whose heads cannot be removed here",
+            "remove MLP neurons or whole layers instead",
+        )
     kept_q, kept_kv = check_head_removal(att, heads, where=f"layer {layer_index}: ")
-    _check_plain(att.q, att.k, att.v, att.o)
+    check_plain(att.q, att.k, att.v, att.o)
     q_rows = _head_rows(kept_q, att.head_dim)
     kv_rows = _head_rows(kept_kv, att.head_dim)
     _keep_rows(att.q, q_rows)
@@ -120,7 +127,7 @@ def remove_neurons(adapter: Adapter, layer_index: int, neurons: Iterable[int]) -
             "keep at least one neuron in every layer",
         )
     parts = [p for p in (mlp.up, mlp.gate, mlp.down) if p is not None]
-    _check_plain(*parts)
+    check_plain(*parts)
     kept = torch.tensor([n for n in range(width) if n not in gone], dtype=torch.long)
     for linear in (mlp.up, mlp.gate):
         if linear is not None:
@@ -211,7 +218,7 @@ def _layer(adapter: Adapter, index: int) -> LayerParts:
     return layers[index]
 
 
-def _check_plain(*modules: nn.Module) -> None:
+def check_plain(*modules: nn.Module) -> None:
     """Only float ``nn.Linear`` weights can be sliced; compressed ones are already packed."""
     for module in modules:
         if type(module) is not nn.Linear:
