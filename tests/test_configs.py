@@ -14,8 +14,10 @@ REQUIRED = {
     "distill": {"dataset": "intent"},
     "drop_layers": {"count": 1},
     "movement": {"sparsity": 0.5, "dataset": "intent"},
+    "narrow": {"heads": 2},
     "prune_heads": {"fraction": 0.25},
     "prune_neurons": {"fraction": 0.5},
+    "select_layers": {"every": 2},
 }
 
 

@@ -39,6 +39,10 @@ from slimformer.methods.structured import (
     prune_heads,  # noqa: F401
     prune_neurons,  # noqa: F401
 )
+from slimformer.methods.students import (
+    layer_selection,  # noqa: F401
+    narrowing,  # noqa: F401
+)
 
 
 def method_entry(name: str) -> MethodEntry:

@@ -2,7 +2,8 @@
 
 A student learns from a frozen teacher through a weighted sum of losses
 (:mod:`slimformer.methods.distillation.losses`); students come from the teacher by depth
-(:func:`select_layers`) or width (:func:`narrow`), or are any model of the
+(:func:`select_layers`) or width (:func:`narrow`), both built in
+:mod:`slimformer.methods.students` and re-exported here, or are any model of the
 same task and vocabulary. The package is named for the technique and the
 verb for the action, so ``slimformer.distill`` is a plain function (exported
 by :mod:`slimformer`) that no subpackage import can shadow.
@@ -18,8 +19,7 @@ from slimformer.methods.distillation.losses import (
     PatientKD,
     parse_losses,
 )
-from slimformer.methods.distillation.narrow import narrow
-from slimformer.methods.distillation.select_layers import select_layers
+from slimformer.methods.students import narrow, select_layers
 
 __all__ = [
     "AttentionMSE",

@@ -16,8 +16,8 @@ from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.methods.distillation.api import run_distillation
 from slimformer.methods.distillation.losses import AnyLoss, LogitsKD
-from slimformer.methods.distillation.select_layers import choose_layers, cut_layers
 from slimformer.methods.distillation.teacher_cache import CacheDtype
+from slimformer.methods.students.layer_selection import choose_layers, cut_layers
 from slimformer.model import SlimModel
 from slimformer.training.precision import Precision
 
