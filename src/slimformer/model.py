@@ -8,9 +8,9 @@ from typing import Any
 from torch import nn
 
 from slimformer.arch import Adapter, get_adapter
+from slimformer.arch.task import TASKS
 
-#: Tasks a loaded model serves, read from its Hugging Face architecture name.
-TASKS = ("causal-lm", "classification", "embedding")
+__all__ = ["TASKS", "SlimModel", "task_of"]
 
 
 @dataclass
@@ -19,14 +19,15 @@ class SlimModel:
 
     ``model`` is the plain ``torch.nn.Module`` and is called exactly like the
     Hugging Face model it came from; everything else is context that methods,
-    evaluation and saving need.
+    evaluation and saving need. ``task`` is the adapter's reading of the model
+    unless the caller names one.
     """
 
     model: nn.Module
     tokenizer: Any
     name: str
     source: str
-    task: str
+    task: str | None = None
     compression: dict[str, Any] = field(default_factory=dict)
     runtime: str = "eager"
     adapter: Adapter = field(init=False)
@@ -34,6 +35,8 @@ class SlimModel:
     def __post_init__(self) -> None:
         self.adapter = get_adapter(self.model)
         self.adapter.prepare()  # e.g. GPT-2's Conv1D layers become nn.Linear, for every method
+        if self.task is None:
+            self.task = self.adapter.task
         self._runner: nn.Module | None = None
 
     def refresh_adapter(self) -> None:
@@ -62,7 +65,7 @@ class SlimModel:
         if self._runner is None:
             from slimformer.runtime import make_runner
 
-            self._runner = make_runner(self.model, self.runtime)
+            self._runner = make_runner(self.model, self.runtime, self.adapter.sequence_inputs())
         return self._runner
 
     @property
@@ -74,10 +77,5 @@ class SlimModel:
 
 
 def task_of(model: nn.Module) -> str:
-    """The task a Hugging Face model serves, from its class name."""
-    name = type(model).__name__
-    if name.endswith("ForCausalLM"):
-        return "causal-lm"
-    if name.endswith("ForSequenceClassification"):
-        return "classification"
-    return "embedding"
+    """The task ``model`` serves, as its adapter reads it (what ``SlimModel.task`` defaults to)."""
+    return get_adapter(model).task

@@ -148,12 +148,11 @@ def _assess(slim, eval, eval_options, measure, progress, reference, saved=None) 
 
 def warm_up(slim: SlimModel, shapes, threads: int | None) -> None:
     """Run each shape once so compilation (if any) is not measured as latency or memory."""
-    from slimformer.evaluate.latency import make_inputs, torch_threads
+    from slimformer.evaluate.latency import torch_threads
 
-    vocab = slim.model.config.vocab_size
     with torch_threads(threads), torch.inference_mode():
         for batch, seq in shapes:
-            slim.runner(**make_inputs(vocab, batch, seq))
+            slim.runner(**slim.adapter.example_inputs(batch, seq))
 
 
 def keep_original(slim: SlimModel, recipe: Recipe) -> SlimModel | None:

@@ -12,14 +12,16 @@ compilations small, inputs are padded on the right to a few buckets
 (sequence to a multiple of 32, batch to a power of two up to 32, then a
 multiple of 32) with the padding masked out, and outputs are cut back.
 Right padding with a zero attention mask changes no real position's output
-for encoders or causal decoders. Calls the bucketing cannot pad safely
-(labels, caches, embeddings given directly) run eagerly.
+for encoders or causal decoders. Which inputs are sequence-shaped is the
+model adapter's word (``Adapter.sequence_inputs``); calls with any other
+tensor (labels, caches) run eagerly.
 """
 
 from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,7 +30,10 @@ from torch import nn
 from slimformer.errors import SlimformerError
 
 RUNTIMES = ("eager", "compile")
-_PADDABLE = {"input_ids", "attention_mask", "token_type_ids"}
+#: The sequence-shaped inputs of a text model: what is padded when the caller names none.
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+#: The input whose zeros mask the padding out; made (all ones) when the call has none.
+MASK = "attention_mask"
 
 
 def compiler_available() -> bool:
@@ -52,9 +57,17 @@ def choose_runtime(requested: str, prefers_compile: bool, device: str = "cpu") -
     return want
 
 
-def make_runner(model: nn.Module, runtime: str) -> nn.Module:
-    """The module to call for inference under ``runtime``."""
-    return BucketedCompiled(model) if runtime == "compile" else model
+def make_runner(
+    model: nn.Module, runtime: str, sequence_inputs: Sequence[str] = TEXT_INPUTS
+) -> nn.Module:
+    """The module to call for inference under ``runtime``.
+
+    ``sequence_inputs`` names the model's ``[batch, sequence, ...]`` inputs,
+    main input first (its adapter's ``sequence_inputs()``).
+    """
+    if runtime == "compile":
+        return BucketedCompiled(model, sequence_inputs=sequence_inputs)
+    return model
 
 
 class BucketedCompiled(nn.Module):
@@ -64,10 +77,13 @@ class BucketedCompiled(nn.Module):
     ``runner.config`` or calls ``runner.eval()`` sees the model itself.
     """
 
-    def __init__(self, model: nn.Module, seq_multiple: int = 32) -> None:
+    def __init__(
+        self, model: nn.Module, seq_multiple: int = 32, sequence_inputs: Sequence[str] = TEXT_INPUTS
+    ) -> None:
         super().__init__()
         self.model = model
         self.seq_multiple = seq_multiple
+        self.sequence_inputs = tuple(sequence_inputs)
         self._compiled = None
         self.train(model.training)
 
@@ -86,12 +102,12 @@ class BucketedCompiled(nn.Module):
         return self._compiled
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if args or self.training or not _paddable(kwargs):
+        names = self.sequence_inputs
+        if args or self.training or not _paddable(kwargs, names):
             return self.model(*args, **kwargs)
-        input_ids = kwargs["input_ids"]
-        batch, seq = input_ids.shape
+        batch, seq = kwargs[names[0]].shape[:2]
         padded_batch, padded_seq = _bucket_batch(batch), _round_up(seq, self.seq_multiple)
-        inputs = _pad_inputs(kwargs, padded_batch, padded_seq)
+        inputs = _pad_inputs(kwargs, padded_batch, padded_seq, names)
         output = self._graph()(**inputs)
         return _cut(output, batch, seq, padded_batch, padded_seq)
 
@@ -108,9 +124,17 @@ def _options(model: nn.Module) -> dict[str, Any]:
     return {"cpp_wrapper": True} if on_cpu else {}
 
 
-def _paddable(kwargs: dict[str, Any]) -> bool:
-    tensors = {k for k, v in kwargs.items() if v is not None}
-    return "input_ids" in tensors and tensors <= _PADDABLE and kwargs["input_ids"].dim() == 2
+def _paddable(kwargs: dict[str, Any], names: Sequence[str] = TEXT_INPUTS) -> bool:
+    """Every input given is sequence-shaped, the main one (``names[0]``) among them."""
+    given = {k for k, v in kwargs.items() if v is not None}
+    if not names or names[0] not in given or not given <= set(names):
+        return False
+    lead = kwargs[names[0]].shape[:2]
+    return (
+        kwargs[names[0]].dim() >= 2
+        and all(torch.is_tensor(kwargs[k]) for k in given)
+        and all(kwargs[k].dim() >= 2 and kwargs[k].shape[:2] == lead for k in given)
+    )
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -126,22 +150,28 @@ def _bucket_batch(batch: int) -> int:
     return size
 
 
-def _pad_inputs(kwargs: dict[str, Any], batch: int, seq: int) -> dict[str, torch.Tensor]:
-    ids = kwargs["input_ids"]
-    mask = kwargs.get("attention_mask")
-    if mask is None:
-        mask = torch.ones_like(ids)
-    padded = {"input_ids": ids, "attention_mask": mask}
-    if kwargs.get("token_type_ids") is not None:
-        padded["token_type_ids"] = kwargs["token_type_ids"]
-    return {name: _pad2d(tensor, batch, seq) for name, tensor in padded.items()}
+def _pad_inputs(
+    kwargs: dict[str, Any], batch: int, seq: int, names: Sequence[str] = TEXT_INPUTS
+) -> dict[str, torch.Tensor]:
+    """Every named input zero-padded to ``[batch, seq, ...]``, with a mask made if it is missing.
+
+    The padding must be masked out, so a model whose inputs include
+    ``attention_mask`` always gets one (all ones over the real positions).
+    """
+    lead = kwargs[names[0]]
+    padded = {name: kwargs[name] for name in names if kwargs.get(name) is not None}
+    if MASK in names and MASK not in padded:
+        ones = torch.ones_like(lead) if lead.dim() == 2 else None
+        padded[MASK] = ones if ones is not None else lead.new_ones(lead.shape[:2], dtype=torch.long)
+    return {name: _pad_rows_and_positions(tensor, batch, seq) for name, tensor in padded.items()}
 
 
-def _pad2d(tensor: torch.Tensor, batch: int, seq: int) -> torch.Tensor:
-    rows, cols = tensor.shape
+def _pad_rows_and_positions(tensor: torch.Tensor, batch: int, seq: int) -> torch.Tensor:
+    """``tensor`` ([rows, cols, ...]) zero-padded to ``[batch, seq, ...]``."""
+    rows, cols = tensor.shape[:2]
     if (rows, cols) == (batch, seq):
         return tensor
-    out = tensor.new_zeros((batch, seq))
+    out = tensor.new_zeros((batch, seq, *tensor.shape[2:]))
     out[:rows, :cols] = tensor
     return out
 

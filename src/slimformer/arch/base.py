@@ -8,13 +8,22 @@ a model family means writing one adapter, not touching any method.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from slimformer.arch.inputs import (
+    TEXT_SEQUENCE_INPUTS,
+    accepts,
+    first_parameter,
+    forward_inputs,
+    random_token_inputs,
+    vocab_size_of,
+)
+from slimformer.arch.task import model_task
 from slimformer.errors import SlimformerError
 
 #: The part names every adapter uses when it labels a linear layer.
@@ -213,6 +222,59 @@ class Adapter:
     def head(self) -> nn.Module | None:
         """The task head (classifier or LM head), if the model has one."""
         return None
+
+    # -- what the model reads, and what it serves ------------------------------------
+    @property
+    def task(self) -> str:
+        """``causal-lm``, ``classification`` or ``embedding``, from what the model computes."""
+        return model_task(self.model, self.head())
+
+    def sequence_inputs(self) -> tuple[str, ...]:
+        """Inputs shaped ``[batch, sequence, ...]``, the model's main input first.
+
+        Run-time bucketing pads every one of these (``attention_mask`` with
+        zeros, so the padding is masked out); a call with any other tensor
+        runs unpadded.
+        """
+        return TEXT_SEQUENCE_INPUTS
+
+    def example_inputs(
+        self, batch: int, seq_len: int, *, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> dict[str, torch.Tensor]:
+        """Seeded inputs of ``batch`` sequences of ``seq_len`` for timing, memory and warm-up.
+
+        Text models get ids inside the vocabulary and an all-ones mask, the
+        same tensors for the same seed on every run.
+        """
+        return random_token_inputs(vocab_size_of(self.model), batch, seq_len, seed, device)
+
+    def calibration_inputs(self, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        """The forward's keyword arguments for one batch of calibration token ids and mask.
+
+        The mask is passed where the forward takes one, and ``use_cache=False``
+        where it takes that; a forward without ``input_ids`` gets the ids as
+        its first parameter.
+        """
+        if not accepts(self.model, "input_ids"):
+            name = first_parameter(self.model)
+            if name is None:
+                raise SlimformerError(
+                    f"{type(self.model).__name__}'s forward names no parameter to pass ids as",
+                    "give the model an adapter whose calibration_inputs builds its inputs",
+                )
+            return {name: ids}
+        inputs: dict[str, Any] = {"input_ids": ids}
+        if accepts(self.model, "attention_mask"):
+            inputs["attention_mask"] = mask
+        return forward_inputs(self.model, inputs)
+
+    def forward_inputs(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+        """The forward's keyword arguments for one batch of ready model inputs (a dict).
+
+        Calibration given tensors by name (embeddings, pixels, extra inputs)
+        passes them as they are, with ``use_cache=False`` where accepted.
+        """
+        return forward_inputs(self.model, inputs)
 
     # -- linear layers, labelled by part ----------------------------------------
     def linear_layers(self) -> dict[str, nn.Linear]:

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain
@@ -44,7 +43,7 @@ from slimformer.nn.registry import reuse_float_weights
 
 __all__ = ["BlockContext", "Collect", "LinearStats", "run_sequential"]
 
-Calibration = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
+Calibration = Tensor | Sequence[Tensor] | Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]]
 
 
 class _StopForward(Exception):
@@ -133,7 +132,12 @@ def run_sequential(
 
     ``calibration`` is a LongTensor ``[n, length]`` of token ids (attention mask
     of ones), or ids and a ``[n, length]`` attention mask as a pair or as a
-    mapping with ``input_ids`` and ``attention_mask`` (a tokenizer's output).
+    mapping with ``input_ids`` and ``attention_mask`` (a tokenizer's output);
+    the adapter's ``calibration_inputs`` turns each batch of them into the
+    forward's arguments. A model fed something else is given its inputs by
+    name: a mapping of ``[n, ...]`` tensors without ``input_ids`` (cut into
+    batches of ``batch_size``), or a list of such mappings, one per batch; an
+    ``attention_mask`` among them marks the real tokens.
     Each block is moved to ``device`` while it is worked on and then moved back;
     the stored activations live on ``device``. ``compute_dtype`` (e.g.
     ``torch.bfloat16``) runs the block passes under autocast: faster, with
@@ -146,15 +150,17 @@ def run_sequential(
     only the linears whose inputs are now final (q/k/v, then o, ...), and each
     block costs one forward pass instead of about 1.75. Other blocks run whole.
     """
-    ids, mask = _split_calibration(calibration)
+    named = _named_inputs(calibration)
+    tokens = None if named is not None else _split_calibration(calibration)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise SlimformerError(f"batch_size is {batch_size!r}", "set batch_size to an integer >= 1")
     model = slim.model if isinstance(slim, SlimModel) else slim
     adapter = slim.adapter if isinstance(slim, SlimModel) else get_adapter(model)
     stack = _layer_stack(adapter)
     device = torch.device(device)
+    feeds = _feeds(adapter, tokens, named, batch_size)
     with _eval_mode(model):
-        batches = _capture_inputs(model, stack, ids, mask, device, batch_size)
+        batches = _capture_inputs(model, stack, feeds, device)
         for batch in batches:
             batch.compute_dtype = compute_dtype
         walk = _Walk(
@@ -205,6 +211,43 @@ def _split_calibration(calibration: Calibration) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
+_Named = Mapping[str, Tensor] | list[Mapping[str, Tensor]]
+
+
+def _named_inputs(calibration: Calibration) -> _Named | None:
+    """Calibration given as model inputs by name, or None for the token-id forms.
+
+    A single mapping without ``input_ids`` holds ``[n, ...]`` tensors; a list
+    of mappings holds one batch each.
+    """
+    if isinstance(calibration, Mapping):
+        if "input_ids" in calibration or not calibration:
+            return None
+        _check_named(calibration)
+        return calibration
+    if not isinstance(calibration, (list, tuple)) or not calibration:
+        return None
+    if not all(isinstance(item, Mapping) for item in calibration):
+        return None
+    for item in calibration:
+        _check_named(item)
+    return list(calibration)
+
+
+def _check_named(inputs: Mapping[str, Tensor]) -> None:
+    """Every named input is a tensor with the same, non-zero first (batch) dimension."""
+    sizes = {v.shape[0] if isinstance(v, Tensor) and v.dim() else None for v in inputs.values()}
+    if not inputs or None in sizes or len(sizes) != 1 or 0 in sizes:
+        shapes = {
+            k: tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            for k, v in inputs.items()
+        }
+        raise SlimformerError(
+            f"calibration inputs must be tensors sharing a non-empty batch dimension, got {shapes}",
+            "pass a mapping of [n, ...] tensors by the names the model's forward takes",
+        )
+
+
 def _layer_stack(adapter: Adapter) -> nn.ModuleList:
     stack = adapter.layer_stack()
     if stack is None or len(stack) == 0:
@@ -220,13 +263,49 @@ def _layer_stack(adapter: Adapter) -> nn.ModuleList:
 # -- step 1: the first block's inputs ------------------------------------------------
 
 
+@dataclass
+class _Feed:
+    """One calibration batch: the forward's arguments, and its ``[batch, length]`` token mask."""
+
+    inputs: dict[str, Any]
+    mask: Tensor | None
+
+
+def _feeds(
+    adapter: Adapter,
+    tokens: tuple[Tensor, Tensor] | None,
+    named: _Named | None,
+    batch_size: int,
+) -> Iterator[_Feed]:
+    """The batches as the model takes them, made by the adapter one at a time.
+
+    Token ids and their mask become the forward's arguments through
+    ``adapter.calibration_inputs``; inputs given by name go through
+    ``adapter.forward_inputs``.
+    """
+    if tokens is not None:
+        ids, mask = tokens
+        for start in range(0, ids.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            yield _Feed(adapter.calibration_inputs(ids[rows], mask[rows]), mask[rows])
+        return
+    chunks = _cut(named, batch_size) if isinstance(named, Mapping) else named
+    for chunk in chunks:
+        yield _Feed(adapter.forward_inputs(chunk), chunk.get("attention_mask"))
+
+
+def _cut(inputs: Mapping[str, Tensor], batch_size: int) -> Iterator[dict[str, Tensor]]:
+    """A mapping of ``[n, ...]`` tensors as mappings of ``batch_size`` rows."""
+    total = next(iter(inputs.values())).shape[0]
+    for start in range(0, total, batch_size):
+        yield {name: value[start : start + batch_size] for name, value in inputs.items()}
+
+
 def _capture_inputs(
     model: nn.Module,
     stack: nn.ModuleList,
-    ids: Tensor,
-    mask: Tensor,
+    feeds: Iterable[_Feed],
     device: torch.device,
-    batch_size: int,
 ) -> list[BlockBatch]:
     """Run the model up to its first block on every batch and record what the block receives."""
     batches: list[BlockBatch] = []
@@ -240,44 +319,28 @@ def _capture_inputs(
     handle = stack[0].register_forward_pre_hook(grab, with_kwargs=True)
     try:
         with torch.no_grad(), _outside_on(model, stack, device):
-            for start in range(0, ids.shape[0], batch_size):
-                batch_ids = ids[start : start + batch_size].to(device)
-                batch_mask = mask[start : start + batch_size].to(device)
-                current["mask"] = None if bool(batch_mask.all()) else batch_mask.bool()
-                _run_until_stopped(model, batch_ids, batch_mask)
+            for feed in feeds:
+                inputs = _inputs_to(feed.inputs, device)
+                mask = None if feed.mask is None else feed.mask.to(device)
+                current["mask"] = None if mask is None or bool(mask.all()) else mask.bool()
+                _run_until_stopped(model, inputs)
     finally:
         handle.remove()
     return batches
 
 
-def _run_until_stopped(model: nn.Module, ids: Tensor, mask: Tensor) -> None:
+def _inputs_to(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in inputs.items()}
+
+
+def _run_until_stopped(model: nn.Module, inputs: dict[str, Any]) -> None:
     try:
-        if _takes(model, "input_ids"):
-            model(**_model_inputs(model, ids, mask))
-        else:
-            model(ids)
+        model(**inputs)
     except _StopForward:
         return
     raise SlimformerError(
         f"{type(model).__name__}'s forward never called the first block of its layer stack",
         "calibration needs a model whose forward runs its stack of layers in order",
-    )
-
-
-def _model_inputs(model: nn.Module, ids: Tensor, mask: Tensor) -> dict[str, Any]:
-    """input_ids, plus the mask and use_cache=False where the forward accepts them."""
-    inputs: dict[str, Any] = {"input_ids": ids}
-    if _takes(model, "attention_mask"):
-        inputs["attention_mask"] = mask
-    if _takes(model, "use_cache"):
-        inputs["use_cache"] = False
-    return inputs
-
-
-def _takes(model: nn.Module, name: str) -> bool:
-    params = inspect.signature(model.forward).parameters
-    return name in params or (
-        name == "use_cache" and any(p.kind is p.VAR_KEYWORD for p in params.values())
     )
 
 

@@ -18,12 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from slimformer.arch.inputs import random_token_inputs
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.record import LatencyResult
-
-# Token ids below this are often special or unused in real vocabularies
-# (BERT keeps [PAD], [UNK], [CLS], [SEP], [MASK] and [unusedN] there).
-_FIRST_ORDINARY_TOKEN = 1000
 
 
 @contextlib.contextmanager
@@ -143,23 +140,15 @@ def latency_from_times(
 def make_inputs(
     vocab_size: int, batch: int, seq_len: int, seed: int = 0, device: str = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """Random ``input_ids`` and an all-ones ``attention_mask`` for timing.
+    """Random ``input_ids`` and an all-ones ``attention_mask`` for timing a text model.
 
     Ids start at ``min(1000, vocab_size - 1)`` to stay clear of special tokens,
     and stop before the last id (often end-of-text) when the vocabulary allows.
-    The generator is seeded so every model sees the same inputs.
+    The generator is seeded so every model sees the same inputs. What a text
+    adapter's ``example_inputs`` returns; kept for callers that hold a
+    vocabulary size rather than a model.
     """
-    if vocab_size < 1:
-        raise SlimformerError(f"vocab_size must be positive, got {vocab_size}", "check the config")
-    _check_counts(batch, seq_len, runs=1, warmup=0)
-    low = min(_FIRST_ORDINARY_TOKEN, vocab_size - 1)
-    high = max(low + 1, vocab_size - 1)
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(low, high, (batch, seq_len), generator=generator, dtype=torch.long)
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones(batch, seq_len, dtype=torch.long, device=device),
-    }
+    return random_token_inputs(vocab_size, batch, seq_len, seed, device)
 
 
 def model_forward(model: Callable[..., Any], inputs: Mapping[str, Any]) -> Callable[[], Any]:

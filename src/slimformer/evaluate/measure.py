@@ -1,22 +1,24 @@
 """Measure a model end to end: size, latency, peak memory, energy, machine.
 
 This is the one call that turns "we compressed it" into numbers: it runs the
-same inputs through any Hugging Face style model (``model(input_ids=...,
-attention_mask=...)``) and returns a :class:`Measurement` that can be saved as
-JSON and compared against the original model's.
+same seeded inputs through a model (made by its adapter's ``example_inputs``:
+``input_ids`` and ``attention_mask`` for a text model) and returns a
+:class:`Measurement` that can be saved as JSON and compared against the
+original model's.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from slimformer.arch import Adapter, get_adapter
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.energy import measure_energy
 from slimformer.evaluate.latency import make_inputs, measure_latency, model_forward, torch_threads
@@ -37,6 +39,9 @@ from slimformer.evaluate.size import (
 )
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((1, 64), (32, 128))
+
+#: Makes the model's inputs for ``(batch, seq_len)``: the same tensors on every call.
+InputMaker = Callable[[int, int], dict[str, torch.Tensor]]
 
 
 def cpu_model_name() -> str:
@@ -84,17 +89,14 @@ def measure_size(model: nn.Module, saved_path: str | os.PathLike | None = None) 
     return result
 
 
-def _vocab_size(model: nn.Module, vocab_size: int | None) -> int:
-    """The vocabulary to draw input ids from: the argument or ``model.config``."""
+def _input_maker(
+    model: nn.Module, vocab_size: int | None, adapter: Adapter | None, device: str
+) -> InputMaker:
+    """Inputs from ``vocab_size`` token ids where given, else from the model's adapter."""
     if vocab_size is not None:
-        return vocab_size
-    found = getattr(getattr(model, "config", None), "vocab_size", None)
-    if not isinstance(found, int):
-        raise SlimformerError(
-            "cannot tell the model's vocabulary size (no model.config.vocab_size)",
-            "pass vocab_size=",
-        )
-    return found
+        return lambda batch, seq: make_inputs(vocab_size, batch, seq, device=device)
+    chosen = adapter if adapter is not None else get_adapter(model)
+    return lambda batch, seq: chosen.example_inputs(batch, seq, device=device)
 
 
 def _check_shapes(shapes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -120,10 +122,10 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _measure_memory(
-    model: nn.Module, vocab: int, shape: tuple[int, int], device: str
+    model: nn.Module, inputs: InputMaker, shape: tuple[int, int], device: str
 ) -> MemoryResult:
     """Peak RSS during one forward pass at ``shape``."""
-    forward = model_forward(model, make_inputs(vocab, *shape, device=device))
+    forward = model_forward(model, inputs(*shape))
     with torch.inference_mode():
         result = peak_rss_during(forward)
     if torch.device(device).type != "cpu":
@@ -132,10 +134,10 @@ def _measure_memory(
 
 
 def _measure_energy(
-    model: nn.Module, vocab: int, shape: tuple[int, int], device: str, calls: int
+    model: nn.Module, inputs: InputMaker, shape: tuple[int, int], device: str, calls: int
 ) -> EnergyResult:
     """Energy per batch and per sequence at ``shape``."""
-    forward = model_forward(model, make_inputs(vocab, *shape, device=device))
+    forward = model_forward(model, inputs(*shape))
     with torch.inference_mode():
         result = measure_energy(forward, sequences_per_call=shape[0], calls=calls)
     if result.is_estimate and torch.device(device).type != "cpu":
@@ -155,25 +157,29 @@ def measure_model(
     device: str = "cpu",
     energy_shape: tuple[int, int] | None = None,
     energy_calls: int | None = None,
+    adapter: Adapter | None = None,
 ) -> Measurement:
     """Size, latency at each shape, peak memory, energy and machine facts.
 
     Memory is measured first, at the largest shape, so the baseline is not
     inflated by buffers earlier runs left behind. Energy defaults to the
     largest shape with ``min(runs, 10)`` calls. The model is put in eval mode
-    for the measurement and its previous mode restored after.
+    for the measurement and its previous mode restored after. Inputs come from
+    ``adapter`` (default: the model's) or, where ``vocab_size`` is given, are
+    token ids drawn from that vocabulary.
     """
     checked = _check_shapes(shapes)
-    vocab = _vocab_size(model, vocab_size)
+    inputs = _input_maker(model, vocab_size, adapter, device)
+    inputs(1, 1)  # fails here, before any timing, if the model's inputs cannot be made
     largest = max(checked, key=lambda shape: shape[0] * shape[1])
     energy_at = _check_shapes([energy_shape])[0] if energy_shape is not None else largest
     calls = energy_calls if energy_calls is not None else max(1, min(runs, 10))
     size = measure_size(model, saved_path)
     with _eval_mode(model), torch_threads(threads):
-        memory = _measure_memory(model, vocab, largest, device)
+        memory = _measure_memory(model, inputs, largest, device)
         latency: list[LatencyResult] = [
             measure_latency(
-                model_forward(model, make_inputs(vocab, b, s, device=device)),
+                model_forward(model, inputs(b, s)),
                 batch=b,
                 seq_len=s,
                 runs=runs,
@@ -182,6 +188,6 @@ def measure_model(
             )
             for b, s in checked
         ]
-        energy = _measure_energy(model, vocab, energy_at, device, calls)
+        energy = _measure_energy(model, inputs, energy_at, device, calls)
         machine = machine_info(device)
     return Measurement(size=size, latency=latency, memory=memory, energy=energy, machine=machine)
