@@ -37,6 +37,7 @@ from slimformer.calibration.branches import (
     calibrate_branches,
     usable_branches,
 )
+from slimformer.calibration.session import CalibrationSession
 from slimformer.calibration.stats import Collect, LinearStats, StatsRecorder, StopBlock
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -128,6 +129,7 @@ def run_sequential(
     compute_dtype: torch.dtype | None = None,
     true_sequential: bool = False,
     progress: bool = True,
+    session: CalibrationSession | None = None,
 ) -> None:
     """Walk the model's blocks in order, calling ``process_block`` on each with its statistics.
 
@@ -145,6 +147,11 @@ def run_sequential(
     ``process_block`` is then called several times per block, each time with
     only the linears whose inputs are now final (q/k/v, then o, ...), and each
     block costs one forward pass instead of about 1.75. Other blocks run whole.
+
+    ``session`` (a :class:`~slimformer.calibration.session.CalibrationSession`)
+    keeps the first block's inputs for plain token windows, so a later walk
+    over the same windows skips the model's prefix while nothing outside the
+    stack has changed.
     """
     ids, mask = _split_calibration(calibration)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -154,7 +161,7 @@ def run_sequential(
     stack = _layer_stack(adapter)
     device = torch.device(device)
     with _eval_mode(model):
-        batches = _capture_inputs(model, stack, ids, mask, device, batch_size)
+        batches = _first_inputs(model, stack, calibration, ids, mask, device, batch_size, session)
         for batch in batches:
             batch.compute_dtype = compute_dtype
         walk = _Walk(
@@ -173,6 +180,8 @@ def run_sequential(
         del walk
     del batches
     _release(device)
+    if session is not None:
+        session.check_outside(model, stack)
     if isinstance(slim, SlimModel):
         slim.refresh_adapter()  # process_block may have replaced modules
 
@@ -218,6 +227,30 @@ def _layer_stack(adapter: Adapter) -> nn.ModuleList:
 
 
 # -- step 1: the first block's inputs ------------------------------------------------
+
+
+def _first_inputs(
+    model: nn.Module,
+    stack: nn.ModuleList,
+    calibration: Calibration,
+    ids: Tensor,
+    mask: Tensor,
+    device: torch.device,
+    batch_size: int,
+    session: CalibrationSession | None,
+) -> list[BlockBatch]:
+    """Captured now, or kept by ``session`` from an earlier walk over the same windows.
+
+    Only plain windows (one tensor, every token real) are kept: their identity
+    names them, where a mask given alongside would have to be compared too.
+    """
+
+    def capture() -> list[BlockBatch]:
+        return _capture_inputs(model, stack, ids, mask, device, batch_size)
+
+    if session is None or not isinstance(calibration, Tensor):
+        return capture()
+    return session.first_inputs(model, stack, calibration, device, batch_size, capture)
 
 
 def _capture_inputs(
