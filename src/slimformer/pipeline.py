@@ -106,6 +106,7 @@ def _measure_options(measure: MeasureOptions | bool | None) -> MeasureOptions:
 
 
 def _run_stages(slim, recipe, context, progress) -> list[dict[str, Any]]:
+    """Apply each stage in turn with one context, hence one calibration session for the run."""
     from slimformer.methods.apply import apply_method
 
     timings = []
@@ -115,7 +116,15 @@ def _run_stages(slim, recipe, context, progress) -> list[dict[str, Any]]:
         started = time.perf_counter()
         apply_method(slim, stage, context=context)
         timings.append({"stage": stage.method, "seconds": time.perf_counter() - started})
+        _release_calibration(context, recipe.stages[index:])
     return timings
+
+
+def _release_calibration(context: StageContext, later: list) -> None:
+    """Free the session's windows and kept inputs once no later stage calibrates."""
+    session = context.calibration_session
+    if session is not None and not any(hasattr(stage, "calibration") for stage in later):
+        session.clear()
 
 
 def _assess(slim, eval, eval_options, measure, progress, reference, saved=None) -> dict:

@@ -36,6 +36,7 @@ from slimformer.calibration.branches import (
     calibrate_branches,
     usable_branches,
 )
+from slimformer.calibration.session import CalibrationSession
 from slimformer.calibration.stats import Collect, LinearStats, StatsRecorder, StopBlock
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -127,6 +128,7 @@ def run_sequential(
     compute_dtype: torch.dtype | None = None,
     true_sequential: bool = False,
     progress: bool = True,
+    session: CalibrationSession | None = None,
 ) -> None:
     """Walk the model's blocks in order, calling ``process_block`` on each with its statistics.
 
@@ -149,6 +151,11 @@ def run_sequential(
     ``process_block`` is then called several times per block, each time with
     only the linears whose inputs are now final (q/k/v, then o, ...), and each
     block costs one forward pass instead of about 1.75. Other blocks run whole.
+
+    ``session`` (a :class:`~slimformer.calibration.session.CalibrationSession`)
+    keeps the first block's inputs for plain token windows, so a later walk
+    over the same windows skips the model's prefix while nothing outside the
+    stack has changed.
     """
     named = _named_inputs(calibration)
     tokens = None if named is not None else _split_calibration(calibration)
@@ -160,7 +167,7 @@ def run_sequential(
     device = torch.device(device)
     feeds = _feeds(adapter, tokens, named, batch_size)
     with _eval_mode(model):
-        batches = _capture_inputs(model, stack, feeds, device)
+        batches = _first_inputs(model, stack, calibration, feeds, device, batch_size, session)
         for batch in batches:
             batch.compute_dtype = compute_dtype
         walk = _Walk(
@@ -179,6 +186,8 @@ def run_sequential(
         del walk
     del batches
     _release(device)
+    if session is not None:
+        session.check_outside(model, stack)
     if isinstance(slim, SlimModel):
         slim.refresh_adapter()  # process_block may have replaced modules
 
@@ -299,6 +308,29 @@ def _cut(inputs: Mapping[str, Tensor], batch_size: int) -> Iterator[dict[str, Te
     total = next(iter(inputs.values())).shape[0]
     for start in range(0, total, batch_size):
         yield {name: value[start : start + batch_size] for name, value in inputs.items()}
+
+
+def _first_inputs(
+    model: nn.Module,
+    stack: nn.ModuleList,
+    calibration: Calibration,
+    feeds: Iterator[_Feed],
+    device: torch.device,
+    batch_size: int,
+    session: CalibrationSession | None,
+) -> list[BlockBatch]:
+    """Captured now, or kept by ``session`` from an earlier walk over the same windows.
+
+    Only plain windows (one tensor, every token real) are kept: their identity
+    names them, where a mask given alongside would have to be compared too.
+    """
+
+    def capture() -> list[BlockBatch]:
+        return _capture_inputs(model, stack, feeds, device)
+
+    if session is None or not isinstance(calibration, Tensor):
+        return capture()
+    return session.first_inputs(model, stack, calibration, device, batch_size, capture)
 
 
 def _capture_inputs(

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from slimformer.calibration.session import CalibrationSession
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
 
@@ -40,7 +41,12 @@ class MethodConfig(BaseModel):
 
 @dataclass
 class StageContext:
-    """What a stage may need besides the model: the original, data, device."""
+    """What a stage may need besides the model: the original, data, device.
+
+    One context serves every stage of a recipe run, so its calibration
+    session lets calibrated stages share token windows and the first block's
+    inputs instead of tokenizing and running the model's prefix again.
+    """
 
     original: SlimModel | None = None
     #: Token windows or a dataset given to the verb; overrides a config's calibration.
@@ -49,6 +55,8 @@ class StageContext:
     progress: bool = True
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Shared by the calibrated stages of one run; None walks without sharing.
+    calibration_session: CalibrationSession | None = field(default_factory=CalibrationSession)
 
 
 ApplyFn = Callable[[SlimModel, Any, StageContext], None]

@@ -16,6 +16,9 @@ from collections.abc import Collection
 
 import torch
 
+from slimformer.calibration.run import calibrate
+from slimformer.calibration.spec import CalibrationSpec
+from slimformer.calibration.stats import Collect
 from slimformer.methods.base import StageContext
 from slimformer.model import SlimModel
 
@@ -26,12 +29,10 @@ def outlier_ratios(
     targets: Collection[str],
     threshold: float,
     context: StageContext,
-    compute_dtype: torch.dtype | None,
+    spec: CalibrationSpec,
 ) -> dict[int, tuple[float, int]]:
     """Per block index: the share of its targets' Wanda scores above ``threshold`` x their mean,
     and how many weights that block holds."""
-    from slimformer.calibration.engine import Collect, run_sequential
-
     ratios: dict[int, tuple[float, int]] = {}
 
     def process(block) -> None:
@@ -45,15 +46,7 @@ def outlier_ratios(
             share = (flat > threshold * flat.mean()).float().mean().item()
             ratios[block.index] = (share, flat.numel())
 
-    run_sequential(
-        slim,
-        windows,
-        process,
-        collect=Collect(sq_norm=True),
-        device=context.device,
-        compute_dtype=compute_dtype,
-        progress=context.progress,
-    )
+    calibrate(slim, spec, process, context, collect=Collect(sq_norm=True), windows=windows)
     return ratios
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from slimformer.calibration.spec import calibration_tokens
+from slimformer.calibration.run import calibrate, stage_windows
 from slimformer.methods.base import StageContext
 from slimformer.methods.pruning.admm import admm_refine
 from slimformer.methods.pruning.allocation import outlier_ratios, owl_sparsities
@@ -33,16 +33,15 @@ def run_calibrated_pruning(
     collect,
 ) -> None:
     """Prune every selected linear of ``slim`` block by block."""
-    from slimformer.calibration.engine import run_sequential
-
     # Names only: holding the modules would keep every replaced float weight alive to the end.
     targets = dict.fromkeys(config.checked_targets(slim))
-    windows = calibration_tokens(slim, config.calibration, context.calibration)
-    dtype = config.calibration.torch_dtype()
+    windows = stage_windows(slim, config.calibration, context)
     target = config.target()
     sparsities: dict[int, float] = {}
     if config.allocation == "owl":
-        ratios = outlier_ratios(slim, windows, targets, config.owl_threshold, context, dtype)
+        ratios = outlier_ratios(
+            slim, windows, targets, config.owl_threshold, context, config.calibration
+        )
         sparsities = owl_sparsities(ratios, target, config.owl_lambda)
 
     def process(block) -> None:
@@ -50,15 +49,14 @@ def run_calibrated_pruning(
         if names:
             prune_block(block, names, sparsities.get(block.index, target))
 
-    run_sequential(
+    calibrate(
         slim,
-        windows,
+        config.calibration,
         process,
+        context,
         collect=collect,
-        device=context.device,
-        compute_dtype=dtype,
         true_sequential=config.true_sequential,
-        progress=context.progress,
+        windows=windows,
     )
     prune_unvisited(slim, targets, target, config.nm(), config.pattern)
 

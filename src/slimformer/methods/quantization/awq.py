@@ -44,7 +44,9 @@ from torch import Tensor, nn
 
 from slimformer.arch.base import ScaleGroup
 from slimformer.calibration.engine import BlockContext
-from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.run import calibrate
+from slimformer.calibration.spec import CalibrationSpec
+from slimformer.calibration.stats import Collect
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.quantization.folding import apply_input_scale
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
@@ -98,20 +100,15 @@ class AWQ(WeightOnlySettings):
 
 @register_method(AWQ)
 def apply_awq(slim: SlimModel, config: AWQ, context: StageContext) -> None:
-    from slimformer.calibration.engine import Collect, run_sequential
-
     scheme = config.scheme()
-    windows = calibration_tokens(slim, config.calibration, context.calibration)
     # Names only: holding the modules would keep every replaced float weight alive to the end.
     run = _AWQRun(slim, config, scheme, set(config.checked_targets(slim)))
-    run_sequential(
+    calibrate(
         slim,
-        windows,
+        config.calibration,
         run.process_block,
+        context,
         collect=Collect(abs_mean=True, xtx=config.then == "gptq"),
-        device=context.device,
-        compute_dtype=config.calibration.torch_dtype(),
-        progress=context.progress,
     )
     run.quantize_outside_blocks()
 

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.run import calibrate
+from slimformer.calibration.spec import CalibrationSpec
+from slimformer.calibration.stats import Collect
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
 from slimformer.methods.quantization.rtn import round_unvisited
@@ -61,12 +63,9 @@ class GPTQ(WeightOnlySettings):
 
 @register_method(GPTQ)
 def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
-    from slimformer.calibration.engine import Collect, run_sequential
-
     scheme = config.scheme()
     # Names only: holding the modules would keep every replaced float weight alive to the end.
     targets = dict.fromkeys(config.checked_targets(slim))
-    windows = calibration_tokens(slim, config.calibration, context.calibration)
 
     def process(block) -> None:
         for names in block.shared_input_groups(targets):
@@ -85,14 +84,12 @@ def apply_gptq(slim: SlimModel, config: GPTQ, context: StageContext) -> None:
             for name, linear, part in zip(names, linears, parts, strict=True):
                 replace_module(slim.model, name, WeightOnlyLinear.from_quantized(part, linear.bias))
 
-    run_sequential(
+    calibrate(
         slim,
-        windows,
+        config.calibration,
         process,
+        context,
         collect=Collect(xtx=True),
-        device=context.device,
-        compute_dtype=config.calibration.torch_dtype(),
         true_sequential=config.true_sequential,
-        progress=context.progress,
     )
     round_unvisited(slim, targets, scheme)

@@ -24,7 +24,9 @@ from typing import Literal
 import torch
 from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator
 
-from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.run import calibrate
+from slimformer.calibration.spec import CalibrationSpec
+from slimformer.calibration.stats import Collect
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.quantization.gptq_solver import gptq_quantize
@@ -114,14 +116,11 @@ def output_error(weight: torch.Tensor, hessian: torch.Tensor, scheme: QuantSchem
 
 @register_method(MixedPrecision)
 def apply_mixed_precision(slim: SlimModel, config: MixedPrecision, context: StageContext) -> None:
-    from slimformer.calibration.engine import Collect, run_sequential
-
     targets = config.select(slim)
     for name, linear in targets.items():
         QuantScheme(config.choices[0], config.group_size, config.symmetric).validate(
             linear.in_features, layer=name
         )
-    windows = calibration_tokens(slim, config.calibration, context.calibration)
     plans: dict[str, LayerPlan] = {}
 
     def measure(block) -> None:
@@ -134,15 +133,7 @@ def apply_mixed_precision(slim: SlimModel, config: MixedPrecision, context: Stag
                 }
                 plans[name] = LayerPlan(name, linear.weight.numel(), errors, config.choices[0])
 
-    run_sequential(
-        slim,
-        windows,
-        measure,
-        collect=Collect(xtx=True),
-        device=context.device,
-        compute_dtype=config.calibration.torch_dtype(),
-        progress=context.progress,
-    )
+    windows = calibrate(slim, config.calibration, measure, context, collect=Collect(xtx=True))
     for name in targets.keys() - plans.keys():  # outside the layer stack: no statistics
         plans[name] = LayerPlan(name, targets[name].weight.numel(), {}, config.choices[-1])
     allocate([p for p in plans.values() if p.errors], config.choices, config.average_bits)
@@ -155,8 +146,6 @@ def _scheme(config: MixedPrecision, bits: int) -> QuantScheme:
 
 
 def _quantize(slim, config, plans, windows, context) -> None:
-    from slimformer.calibration.engine import Collect, run_sequential
-
     def process(block) -> None:
         for name, linear in block.linears.items():
             if name not in plans:
@@ -176,14 +165,13 @@ def _quantize(slim, config, plans, windows, context) -> None:
                 weight = quantize_weight(linear.weight, scheme)
             replace_module(slim.model, name, WeightOnlyLinear.from_quantized(weight, linear.bias))
 
-    run_sequential(
+    calibrate(
         slim,
-        windows,
+        config.calibration,
         process,
+        context,
         collect=Collect(xtx=config.solver == "gptq"),
-        device=context.device,
-        compute_dtype=config.calibration.torch_dtype(),
-        progress=context.progress,
+        windows=windows,
     )
     for name, plan in plans.items():
         round_unvisited(slim, [name], _scheme(config, plan.bits))

@@ -23,7 +23,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.run import calibrate
+from slimformer.calibration.spec import CalibrationSpec
 from slimformer.calibration.stats import Collect, StatsRecorder
 from slimformer.methods.base import StageContext, register_method
 from slimformer.methods.selection import LinearSelection
@@ -112,18 +113,7 @@ def calibrated_quantization(
     targets: dict[str, nn.Linear],
 ) -> None:
     """Run ``process`` on every block with input ranges, then quantize what lies outside."""
-    from slimformer.calibration.engine import run_sequential
-
-    windows = calibration_tokens(slim, config.calibration, context.calibration)
-    run_sequential(
-        slim,
-        windows,
-        process,
-        collect=Collect(abs_max=True),
-        device=context.device,
-        compute_dtype=config.calibration.torch_dtype(),
-        progress=context.progress,
-    )
+    windows = calibrate(slim, config.calibration, process, context, collect=Collect(abs_max=True))
     quantize_rest(slim, _still_float(slim.model, targets), config, windows)
 
 

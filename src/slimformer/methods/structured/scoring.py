@@ -17,7 +17,8 @@ import torch
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
-from slimformer.calibration.spec import CalibrationSpec, calibration_tokens
+from slimformer.calibration.run import stage_windows
+from slimformer.calibration.spec import CalibrationSpec
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext
 from slimformer.model import SlimModel
@@ -54,7 +55,7 @@ def scoring_batches(
     """Batches of the task data (classifiers) or of calibration windows (other models)."""
     if slim.task == "classification":
         return _labelled_batches(slim, settings)
-    windows = calibration_tokens(slim, settings.calibration, context.calibration)
+    windows = stage_windows(slim, settings.calibration, context)
     size = settings.batch_size
     return [
         ScoringBatch(
