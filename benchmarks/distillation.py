@@ -45,7 +45,8 @@ about 2 hours 15 minutes in all. ``--rows`` runs a subset. Each row
 runs in its own process and finished rows are kept in
 benchmarks/.work/distillation (see ``rowbench.py``); ``--fresh`` starts over.
 
-Run: ``make bench-distill`` or ``python benchmarks/distillation.py [--rows a,b] [--threads 2]``.
+Run: ``make bench-distill`` or ``python benchmarks/distillation.py [--rows a,b] [--threads 2]``;
+``--render`` writes the report again from its saved JSON, running nothing.
 """
 
 from __future__ import annotations
@@ -55,38 +56,37 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import yaml
 
+from distillation_rows import (
+    D2_EXAMPLE,
+    D3_EXAMPLE,
+    D3_EXAMPLE_ROW,
+    D3_RIVALS,
+    D3_SEEDS,
+    HEADLINE_ROW,
+    LM_DISTILLED,
+    LM_UNTRAINED,
+    TASK_ONLY,
+    TEACHER,
+    WITH_TRANSFER,
+    example_distill,
+    example_stages,
+    seed_row_name,
+)
 from rowbench import EXAMPLES, ROOT, Row, run_benchmark, size_facts
 from slimformer.methods.distillation.stage import Distill
 
 WORK = ROOT / "benchmarks" / ".work" / "distillation"
 LM, CLS = "smollm2-135m", "minilm-intent"
-D3_EXAMPLE = EXAMPLES / "distill-3layer.yaml"
-D2_EXAMPLE = EXAMPLES / "distill-2layer.yaml"
 LM_EXAMPLE = EXAMPLES / "distill-smollm2-half.yaml"
 HEADLINE = EXAMPLES / "headline.yaml"
-#: Training settings a data condition shares (the rest of a distill stage is the row's).
-_TRAIN_KEYS = ("epochs", "lr", "batch_size", "eval_every", "max_length", "warmup", "seed")
-_TRANSFER_KEYS = ("transfer", "transfer_limit")
-
-
-def _stages(path) -> list[dict[str, Any]]:
-    return yaml.safe_load(path.read_text())["stages"]
-
-
-def _distill_stage(path) -> dict[str, Any]:
-    return next(stage for stage in _stages(path) if stage["method"] == "distill")
 
 
 def _loss(stage: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(loss for loss in stage["losses"] if loss["kind"] == kind)
 
 
-_D3, _D2 = _distill_stage(D3_EXAMPLE), _distill_stage(D2_EXAMPLE)
-#: Intent alone: distill-2layer's settings. With transfer text: distill-3layer's.
-TASK_ONLY = {k: _D2[k] for k in _TRAIN_KEYS if k in _D2}
-WITH_TRANSFER = {k: _D3[k] for k in (*_TRAIN_KEYS, *_TRANSFER_KEYS) if k in _D3}
+_D3, _D2 = example_distill(D3_EXAMPLE), example_distill(D2_EXAMPLE)
 _LOGITS, _HIDDEN = _loss(_D3, "logits"), _loss(_D3, "hidden_mse")
 #: The loss mixes, richest last; weights and settings as in the examples.
 MIXES: dict[str, tuple[str, list[dict[str, Any]]]] = {
@@ -218,20 +218,6 @@ def _finetune_stage_row(matched: bool = False) -> Row:
     )
 
 
-#: More seeds for the 3-layer comparison (the rows above are seed 0): one test example is
-#: 0.52 points, so one seed cannot tell a teacher's help from the luck of shuffling order
-#: and checkpoint choice. Each seed reruns the example and every teacher-free training.
-D3_SEEDS = (1, 2, 3)
-#: The 3-layer example, then its teacher-free rivals: the rows run on every seed.
-D3_EXAMPLE_ROW = "cls-d3-hidden-wiki"
-D3_RIVALS = ("cls-d3-no-teacher", "cls-d3-finetune-stage", "cls-d3-finetune-matched")
-
-
-def seed_row_name(name: str, seed: int) -> str:
-    """The row that reruns ``name`` on ``seed`` (seed 0 is the row itself)."""
-    return name if seed == 0 else f"{name}-seed{seed}"
-
-
 def _with_seed(stages: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """``stages`` with every training stage (distill, finetune) seeded with ``seed``."""
     return [
@@ -244,14 +230,14 @@ def _seed_rows(rows: list[Row]) -> list[Row]:
     """The 3-layer example and its teacher-free rivals again, once per seed of D3_SEEDS."""
     out = []
     for row in (r for r in rows if r.name in (D3_EXAMPLE_ROW, *D3_RIVALS)):
-        stages = _stages(D3_EXAMPLE) if isinstance(row.recipe, str) else row.recipe
+        recipe = example_stages(D3_EXAMPLE) if isinstance(row.recipe, str) else row.recipe
         for seed in D3_SEEDS:
             out.append(
                 Row(
                     seed_row_name(row.name, seed),
                     CLS,
                     row.label,
-                    _with_seed(stages, seed),
+                    _with_seed(recipe, seed),
                     series="d3-seeds",
                     # The seed-0 row's latency stands for its shape.
                     extra={**row.extra, "seed_of": row.name, "seed": seed, "timed": False},
@@ -261,7 +247,7 @@ def _seed_rows(rows: list[Row]) -> list[Row]:
 
 
 def _cls_rows() -> list[Row]:
-    rows = [Row("cls-teacher", CLS, "teacher (fp32, 6 layers)", [], series="teacher")]
+    rows = [Row(TEACHER[CLS], CLS, "teacher (fp32, 6 layers)", [], series="teacher")]
     for student in STUDENTS:
         rows += _student_rows(student)
         if student.key == "d3":
@@ -269,7 +255,7 @@ def _cls_rows() -> list[Row]:
             rows += _seed_rows(rows)
     rows.append(
         Row(
-            "cls-headline",
+            HEADLINE_ROW,
             CLS,
             "headline: structured prune, distill, int8 + int8 embeddings",
             str(HEADLINE),  # fails with "recipe file ... not found" until the file exists
@@ -281,13 +267,13 @@ def _cls_rows() -> list[Row]:
 
 def _lm_rows() -> list[Row]:
     """Teacher, the half-depth student untrained (layers dropped) and distilled (the example)."""
-    kept = _distill_stage(LM_EXAMPLE)["layers"]
+    kept = example_distill(LM_EXAMPLE)["layers"]
     depth = 30  # smollm2-135m's layers; the facts hook records each row's own count
     dropped = [i for i in range(depth) if i not in kept]
     return [
-        Row("lm-teacher", LM, "full model (30 layers)", [], series="lm"),
+        Row(TEACHER[LM], LM, "full model (30 layers)", [], series="lm"),
         Row(
-            "lm-half-untrained",
+            LM_UNTRAINED,
             LM,
             f"{len(kept)} layers kept, no training",
             [{"method": "drop_layers", "layers": dropped}],
@@ -296,7 +282,7 @@ def _lm_rows() -> list[Row]:
             extra={"timed": False},  # the same shape as the distilled row
         ),
         Row(
-            "lm-half-distilled",
+            LM_DISTILLED,
             LM,
             f"{len(kept)} layers kept, distilled (examples/{LM_EXAMPLE.name})",
             str(LM_EXAMPLE),

@@ -6,32 +6,78 @@ says "not run" with its error, never a figure.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-from rowbench import fmt, identical, save_figures, speedup
+from distillation_rows import (
+    D2_EXAMPLE_ROW,
+    D3_EXAMPLE_ROW,
+    D3_RIVALS,
+    D3_SEEDS,
+    HEADLINE_ROW,
+    LM_DISTILLED,
+    LM_UNTRAINED,
+    TASK_ONLY,
+    TEACHER,
+    WITH_TRANSFER,
+    seed_row_name,
+)
+from slimformer.report.figures import Figure, figure_links, save_figures
+from slimformer.report.runs import first_missing, mean, measured_on, ok, save_runs, why_not
+from slimformer.report.tables import failed, fmt, header, identical, line, speedup
+from slimformer.report.targets import target, unjudged
 
-TEACHER = {"minilm-intent": "cls-teacher", "smollm2-135m": "lm-teacher"}
-D2_EXAMPLE_ROW = "cls-d2-hidden"
-HEADLINE_ROW = "cls-headline"
-LM_UNTRAINED, LM_DISTILLED = "lm-half-untrained", "lm-half-distilled"
 LATENCY = "batch32x128_ms"
 #: The intent test split's size.
 INTENT_TEST = 193
+STUDENT_COLUMNS = (
+    "student",
+    "training",
+    "accuracy",
+    "% of teacher",
+    "parameters (M)",
+    "outside embeddings (M)",
+    "disk MB",
+    "batch 32x128 ms",
+    "x teacher",
+    "train s",
+    "reload identical",
+)
+HEADLINE_COLUMNS = (
+    "model",
+    "accuracy",
+    "% of teacher",
+    "disk MB",
+    "x smaller",
+    "batch 32x128 ms",
+    "x faster",
+    "layers",
+    "heads",
+    "FFN",
+    "train s",
+)
+LM_COLUMNS = (
+    "model",
+    "layers",
+    "parameters (M)",
+    "mean token loss",
+    "perplexity",
+    "prefill 1x512 ms",
+    "x full",
+    "decode ms/token",
+    "train s",
+)
 
 
 def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "distillation.json").write_text(
-        json.dumps({"machine": machine, "rows": results}, indent=1)
-    )
+    save_runs(out / "distillation.json", machine, results)
     plots = _plots(rows, results, out)
     lines = [
         "# Distillation benchmark",
         "",
-        f"Measured by `benchmarks/distillation.py` on {machine['cpu']}, {machine['threads']} "
-        f"threads, torch {machine['torch']}, {machine['date']}. Training wall time, bytes and "
+        f"Measured by `benchmarks/distillation.py` on {measured_on(machine)}. "
+        "Training wall time, bytes and "
         "quality come from one process per row (load, train, save, reload, evaluate); latencies "
         "from one process that runs every timed model, interleaved in rounds (medians).",
         "",
@@ -43,7 +89,7 @@ def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> No
         "",
         *_lm_section(rows, results),
         "",
-        *[f"![{name}]({name})" for name in plots],
+        *figure_links(plots),
         "",
         *_notes(),
     ]
@@ -51,10 +97,6 @@ def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> No
 
 
 # -- reading results ---------------------------------------------------------------------
-
-
-def _ok(result: dict | None) -> bool:
-    return bool(result) and "error" not in result
 
 
 def _accuracy(result: dict) -> float:
@@ -71,21 +113,7 @@ def _token_loss(result: dict) -> float:
     return loss if loss is not None else math.log(result["quality"]["value"])
 
 
-def _missing(results: dict, *names: str) -> str | None:
-    """Why a target cannot be judged: the first of ``names`` that did not run, and its error."""
-    for name in names:
-        result = results.get(name)
-        if not _ok(result):
-            why = (result or {}).get("error", "not run")
-            return f"not run: row `{name}`: {why}"
-    return None
-
-
 # -- targets ---------------------------------------------------------------------------
-
-
-def _verdict(passed: bool) -> str:
-    return "**met**" if passed else "**NOT MET**"
 
 
 def _targets(results: dict) -> list[str]:
@@ -111,65 +139,70 @@ def _correct(result: dict) -> str:
     return f"{100 * _accuracy(result):.2f}%"
 
 
-def _d3_targets(results: dict) -> list[str]:
-    from distillation import D3_EXAMPLE_ROW
+def _share_target(what: str, results: dict, row: str, least: float) -> str:
+    """Accuracy of ``row`` at least ``least`` of the teacher's."""
+    teacher = results[TEACHER["minilm-intent"]]
+    share = _share(results, row)
+    evidence = f"{_correct(results[row])} vs {_correct(teacher)}: {share:.1%}"
+    return target(what, f"accuracy >= {least:.0%} of the teacher", share >= least, evidence)
 
+
+def _faster_target(what: str, factor: float, versus: str, teacher: dict, result: dict) -> str:
+    """At least ``factor`` times the teacher's speed at batch 32 x seq 128, when both were timed."""
+    base, ms = _latency(teacher), _latency(result)
+    if not (base and ms):
+        return unjudged(what, f">= {factor:g}x faster: not timed")
+    claim = f">= {factor:g}x faster{versus} at batch 32 x seq 128"
+    return target(
+        what, claim, base / ms >= factor, f"{ms:.0f} ms vs {base:.0f} ms: {base / ms:.2f}x"
+    )
+
+
+def _d3_targets(results: dict) -> list[str]:
     teacher, row = TEACHER["minilm-intent"], D3_EXAMPLE_ROW
     what = "3-layer student, logits + hidden states + wiki transfer (examples/distill-3layer.yaml)"
-    missing = _missing(results, teacher, row)
+    missing = first_missing(results, teacher, row)
     if missing:
-        return [f"- {what}: {missing}"]
-    share = _share(results, row)
-    lines = [
-        f"- {what}: accuracy >= 98% of the teacher: {_verdict(share >= 0.98)} "
-        f"({_correct(results[row])} vs {_correct(results[teacher])}: {share:.1%})"
+        return [unjudged(what, missing)]
+    return [
+        _share_target(what, results, row, 0.98),
+        _d3_versus_no_teacher(results, what),
+        _faster_target(what, 1.8, "", results[teacher], results[row]),
     ]
-    lines.append(_d3_versus_no_teacher(results, what))
-    base, ms = _latency(results[teacher]), _latency(results[row])
-    if base and ms:
-        lines.append(
-            f"- {what}: >= 1.8x faster at batch 32 x seq 128: {_verdict(base / ms >= 1.8)} "
-            f"({ms:.0f} ms vs {base:.0f} ms: {base / ms:.2f}x)"
-        )
-    else:
-        lines.append(f"- {what}: >= 1.8x faster: not timed")
-    return lines
 
 
 def _seed_accuracies(results: dict, name: str) -> list[float] | None:
     """Seed 0 (the row itself) and every D3_SEEDS rerun of ``name``; None if one is missing."""
-    from distillation import D3_SEEDS, seed_row_name
-
     names = [seed_row_name(name, seed) for seed in (0, *D3_SEEDS)]
-    if not all(_ok(results.get(n)) for n in names):
+    if not all(ok(results.get(n)) for n in names):
         return None
     return [_accuracy(results[n]) for n in names]
 
 
 def _d3_versus_no_teacher(results: dict, what: str) -> str:
     """Strictly better than each teacher-free training: on the mean over seeds when all ran."""
-    from distillation import D3_EXAMPLE_ROW, D3_RIVALS
-
-    rivals = [n for n in D3_RIVALS if _ok(results.get(n))]
+    rivals = [n for n in D3_RIVALS if ok(results.get(n))]
     if not rivals:
-        return f"- {what}: better than without a teacher: not run (no baseline row)"
+        return unjudged(what, "better than without a teacher: not run (no baseline row)")
+    claim = "strictly better than the same student trained without a teacher"
     seeds = {n: _seed_accuracies(results, n) for n in (D3_EXAMPLE_ROW, *rivals)}
     if all(seeds.values()):
-        means = {n: sum(v) / len(v) for n, v in seeds.items()}
+        means = {n: mean(v) for n, v in seeds.items()}
         best = max(means[n] for n in rivals)
         versus = ", ".join(f"`{n}` {_in_examples(means[n])}" for n in rivals)
-        return (
-            f"- {what}: strictly better than the same student trained without a teacher, mean "
-            f"of {len(seeds[D3_EXAMPLE_ROW])} seeds: "
-            f"{_verdict(means[D3_EXAMPLE_ROW] > best)} "
-            f"({_in_examples(means[D3_EXAMPLE_ROW])} vs {versus}; per seed in the table below)"
+        return target(
+            what,
+            f"{claim}, mean of {len(seeds[D3_EXAMPLE_ROW])} seeds",
+            means[D3_EXAMPLE_ROW] > best,
+            f"{_in_examples(means[D3_EXAMPLE_ROW])} vs {versus}; per seed in the table below",
         )
     best = max(_accuracy(results[n]) for n in rivals)
     versus = ", ".join(f"`{n}` {_correct(results[n])}" for n in rivals)
-    return (
-        f"- {what}: strictly better than the same student trained without a teacher, seed 0 "
-        f"only: {_verdict(_accuracy(results[D3_EXAMPLE_ROW]) > best)} "
-        f"({_correct(results[D3_EXAMPLE_ROW])} vs {versus})"
+    return target(
+        what,
+        f"{claim}, seed 0 only",
+        _accuracy(results[D3_EXAMPLE_ROW]) > best,
+        f"{_correct(results[D3_EXAMPLE_ROW])} vs {versus}",
     )
 
 
@@ -179,43 +212,31 @@ def _in_examples(accuracy: float) -> str:
 
 
 def _d2_target(results: dict) -> str:
-    teacher, row = TEACHER["minilm-intent"], D2_EXAMPLE_ROW
     what = "2-layer student (examples/distill-2layer.yaml)"
-    missing = _missing(results, teacher, row)
+    missing = first_missing(results, TEACHER["minilm-intent"], D2_EXAMPLE_ROW)
     if missing:
-        return f"- {what}: {missing}"
-    share = _share(results, row)
-    return (
-        f"- {what}: accuracy >= 95% of the teacher: {_verdict(share >= 0.95)} "
-        f"({_correct(results[row])} vs {_correct(results[teacher])}: {share:.1%})"
-    )
+        return unjudged(what, missing)
+    return _share_target(what, results, D2_EXAMPLE_ROW, 0.95)
 
 
 def _headline_targets(results: dict) -> list[str]:
     teacher, row = TEACHER["minilm-intent"], HEADLINE_ROW
     what = "headline recipe (examples/headline.yaml)"
-    missing = _missing(results, teacher, row)
+    missing = first_missing(results, teacher, row)
     if missing:
-        return [f"- {what}: {missing}"]
+        return [unjudged(what, missing)]
     t, h = results[teacher], results[row]
-    share = _share(results, row)
     smaller = t["disk_bytes"] / h["disk_bytes"]
-    lines = [
-        f"- {what}: >= 4x smaller on disk than fp32: {_verdict(smaller >= 4)} "
-        f"({h['disk_bytes'] / 1e6:.1f} MB vs {t['disk_bytes'] / 1e6:.1f} MB: {smaller:.2f}x)",
-        f"- {what}: accuracy >= 98% of the teacher: {_verdict(share >= 0.98)} "
-        f"({_correct(h)} vs {_correct(t)}: {share:.1%})",
+    return [
+        _faster_target(what, 4, " than fp32", t, h),
+        target(
+            what,
+            ">= 4x smaller on disk than fp32",
+            smaller >= 4,
+            f"{h['disk_bytes'] / 1e6:.1f} MB vs {t['disk_bytes'] / 1e6:.1f} MB: {smaller:.2f}x",
+        ),
+        _share_target(what, results, row, 0.98),
     ]
-    base, ms = _latency(t), _latency(h)
-    if base and ms:
-        lines.insert(
-            0,
-            f"- {what}: >= 4x faster than fp32 at batch 32 x seq 128: {_verdict(base / ms >= 4)} "
-            f"({ms:.0f} ms vs {base:.0f} ms: {base / ms:.2f}x)",
-        )
-    else:
-        lines.insert(0, f"- {what}: >= 4x faster: not timed")
-    return lines
 
 
 def gap_recovered(teacher: float, untrained: float, distilled: float) -> float | None:
@@ -226,34 +247,28 @@ def gap_recovered(teacher: float, untrained: float, distilled: float) -> float |
 
 def _lm_target(results: dict) -> str:
     what = "smollm2-135m half depth (examples/distill-smollm2-half.yaml)"
-    missing = _missing(results, TEACHER["smollm2-135m"], LM_UNTRAINED, LM_DISTILLED)
+    names = (TEACHER["smollm2-135m"], LM_UNTRAINED, LM_DISTILLED)
+    missing = first_missing(results, *names)
     if missing:
-        return f"- {what}: {missing}"
-    t, u, d = (
-        _token_loss(results[n]) for n in (TEACHER["smollm2-135m"], LM_UNTRAINED, LM_DISTILLED)
-    )
+        return unjudged(what, missing)
+    t, u, d = (_token_loss(results[n]) for n in names)
     share = gap_recovered(t, u, d)
-    minutes = results[LM_DISTILLED]["compress_s"] / 60
     if share is None:
-        return f"- {what}: no gap to recover (untrained {u:.3f} <= full {t:.3f} nats/token)"
-    return (
-        f"- {what}: distillation recovers >= half the token-loss gap: {_verdict(share >= 0.5)} "
-        f"({share:.1%}: full {t:.3f}, layers dropped {u:.3f}, distilled {d:.3f} nats/token; "
-        f"{minutes:.1f} min of training)"
+        return unjudged(what, f"no gap to recover (untrained {u:.3f} <= full {t:.3f} nats/token)")
+    minutes = results[LM_DISTILLED]["compress_s"] / 60
+    return target(
+        what,
+        "distillation recovers >= half the token-loss gap",
+        share >= 0.5,
+        f"{share:.1%}: full {t:.3f}, layers dropped {u:.3f}, distilled {d:.3f} nats/token; "
+        f"{minutes:.1f} min of training",
     )
 
 
 # -- tables ----------------------------------------------------------------------------------
 
 
-def _failed(row, result: dict | None, columns: int) -> str:
-    why = (result or {}).get("error", "not run")
-    return f"| {row.label} | could not run: {why} |" + " |" * columns
-
-
 def _settings_line() -> list[str]:
-    from distillation import TASK_ONLY, WITH_TRANSFER
-
     def show(settings: dict) -> str:
         return ", ".join(f"{k} {v}" for k, v in settings.items())
 
@@ -264,11 +279,9 @@ def _settings_line() -> list[str]:
 
 
 def _students_section(rows, results) -> list[str]:
-    from distillation import WITH_TRANSFER
-
     teacher = results.get(TEACHER["minilm-intent"])
     chosen = [r for r in rows if r.model == "minilm-intent" and r.series not in _APART]
-    if not chosen or not _ok(teacher):
+    if not chosen or not ok(teacher):
         return []
     lines = [
         "## minilm-intent on intent: students of the fine-tuned teacher",
@@ -282,15 +295,13 @@ def _students_section(rows, results) -> list[str]:
         "",
         *_settings_line(),
         "",
-        "| student | training | accuracy | % of teacher | parameters (M) | outside embeddings "
-        "(M) | disk MB | batch 32x128 ms | x teacher | train s | reload identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *header(STUDENT_COLUMNS),
     ]
     base = _latency(teacher)
     for row in chosen:
         result = results.get(row.name)
-        if not _ok(result):
-            lines.append(_failed(row, result, 9))
+        if not ok(result):
+            lines.append(failed(row.label, result, len(STUDENT_COLUMNS) - 2))
             continue
         ms = _latency(result)
         train = "-" if row.recipe == [] else f"{result['compress_s']:.0f}"
@@ -311,10 +322,8 @@ _APART = ("headline", "d3-seeds")
 
 def _seeds_section(results) -> list[str]:
     """The 3-layer example and its teacher-free twins, seed by seed."""
-    from distillation import D3_EXAMPLE_ROW, D3_RIVALS, D3_SEEDS, seed_row_name
-
     names = (D3_EXAMPLE_ROW, *D3_RIVALS)
-    if not any(_ok(results.get(seed_row_name(n, s))) for n in names for s in D3_SEEDS):
+    if not any(ok(results.get(seed_row_name(n, s))) for n in names for s in D3_SEEDS):
         return []
     seeds = (0, *D3_SEEDS)
     lines = [
@@ -325,21 +334,19 @@ def _seeds_section(results) -> list[str]:
         "answers out of 193 (the teacher: "
         f"{_correct(results[TEACHER['minilm-intent']])}):",
         "",
-        "| training | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
-        "|---|" + "---|" * (len(seeds) + 1),
+        *header(["training", *(f"seed {s}" for s in seeds), "mean"]),
     ]
     for name in names:
         cells = [results.get(seed_row_name(name, s)) for s in seeds]
         values = _seed_accuracies(results, name)
-        mean = "-" if values is None else _in_examples(sum(values) / len(values))
-        shown = [_correct(c) if _ok(c) else "-" for c in cells]
-        lines.append(f"| `{name}` | " + " | ".join(shown) + f" | {mean} |")
+        average = "-" if values is None else _in_examples(mean(values))
+        lines.append(line([f"`{name}`", *(_correct(c) if ok(c) else "-" for c in cells), average]))
     return lines
 
 
 def _headline_section(results) -> list[str]:
     teacher, headline = results.get(TEACHER["minilm-intent"]), results.get(HEADLINE_ROW)
-    if not _ok(teacher):
+    if not ok(teacher):
         return []
     lines = [
         "## The headline recipe against the fp32 teacher",
@@ -349,14 +356,11 @@ def _headline_section(results) -> list[str]:
         "runtime (compiled for int8).",
         "",
     ]
-    if not _ok(headline):
-        why = (headline or {}).get("error", "not run")
-        return [*lines, f"Could not run: {why}"]
+    if not ok(headline):
+        return [*lines, f"Could not run: {why_not(headline)}"]
     base = _latency(teacher)
     lines += [
-        "| model | accuracy | % of teacher | disk MB | x smaller | batch 32x128 ms | x faster | "
-        "layers | heads | FFN | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *header(HEADLINE_COLUMNS),
     ]
     for name, result in (("fp32 teacher", teacher), ("headline", headline)):
         lines.append(
@@ -374,7 +378,7 @@ def _headline_section(results) -> list[str]:
 def _lm_section(rows, results) -> list[str]:
     lm = [r for r in rows if r.model == "smollm2-135m"]
     teacher = results.get(TEACHER["smollm2-135m"])
-    if not lm or not _ok(teacher):
+    if not lm or not ok(teacher):
         return []
     detail = teacher.get("eval_detail", {})
     lines = [
@@ -386,15 +390,13 @@ def _lm_section(rows, results) -> list[str]:
         "complement), weights copied, nothing trained. The SmolLM2 weights were published in "
         "4-bit (Q4_1), so the full model already carries 4-bit rounding.",
         "",
-        "| model | layers | parameters (M) | mean token loss | perplexity | prefill 1x512 ms | "
-        "x full | decode ms/token | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *header(LM_COLUMNS),
     ]
     base = _latency(teacher, "prefill_1x512_ms")
     for row in lm:
         result = results.get(row.name)
-        if not _ok(result):
-            lines.append(_failed(row, result, 7))
+        if not ok(result):
+            lines.append(failed(row.label, result, len(LM_COLUMNS) - 2))
             continue
         prefill = _latency(result, "prefill_1x512_ms")
         trained = "distill" in result["methods"]
@@ -406,7 +408,7 @@ def _lm_section(rows, results) -> list[str]:
             f"{fmt(_latency(result, 'decode_ms_per_token'), '.1f')} | {train} |"
         )
     names = (TEACHER["smollm2-135m"], LM_UNTRAINED, LM_DISTILLED)
-    if all(_ok(results.get(n)) for n in names):
+    if all(ok(results.get(n)) for n in names):
         t, u, d = (_token_loss(results[n]) for n in names)
         share = gap_recovered(t, u, d)
         lines += [
@@ -443,15 +445,15 @@ def _notes() -> list[str]:
 
 def _plots(rows, results, out: Path) -> list[str]:
     figures = [
-        ("distillation_accuracy_size.png", _plot_accuracy_size, 2),
-        ("distillation_loss_mixes.png", _plot_mixes, 1),
+        Figure("distillation_accuracy_size.png", _plot_accuracy_size, 2),
+        Figure("distillation_loss_mixes.png", _plot_mixes),
     ]
     return save_figures(out, figures, rows, results)
 
 
 def _student_rows(rows, results) -> list:
     """Finished minilm student rows (not the teacher, not the headline)."""
-    return [r for r in _seed0(rows) if "student" in r.extra and _ok(results.get(r.name))]
+    return [r for r in _seed0(rows) if "student" in r.extra and ok(results.get(r.name))]
 
 
 def _seed0(rows) -> list:
@@ -488,7 +490,7 @@ def _plot_accuracy_size(axes, rows, results) -> bool:
             (HEADLINE_ROW, "headline", "D"),
         ):
             result = results.get(name)
-            if _ok(result) and _x(result, key) == _x(result, key):
+            if ok(result) and _x(result, key) == _x(result, key):
                 x = _x(result, key) / scale
                 ax.scatter(
                     [x], [_accuracy(result)], marker=marker, s=90, color="black", label=label
@@ -533,7 +535,7 @@ def _plot_mixes(ax, rows, results) -> bool:
         )
         drawn = drawn or any(v == v for v in values)
     teacher = results.get(TEACHER["minilm-intent"])
-    if _ok(teacher):
+    if ok(teacher):
         ax.axhline(_accuracy(teacher), color="black", linestyle="--", label="teacher")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(students))], students)
     ax.set_ylabel("intent test accuracy")
@@ -548,5 +550,5 @@ def _cell(rows, results, student_label: str, label: str) -> float:
     for r in rows:
         if r.extra.get("student_label") == student_label and r.label == label:
             result = results.get(r.name)
-            return _accuracy(result) if _ok(result) else float("nan")
+            return _accuracy(result) if ok(result) else float("nan")
     return float("nan")

@@ -6,7 +6,8 @@ all of them alike), at batch 1 x seq 64 and batch 32 x seq 128 with a fixed
 thread count. Accuracy is on the 193 intent test examples; "lost" counts
 examples fp32 gets right and the variant gets wrong, net.
 
-Run: ``make bench`` or ``python benchmarks/int8_dynamic.py [--threads 2]``.
+Run: ``make bench`` or ``python benchmarks/int8_dynamic.py [--threads 2]``;
+``--render`` writes the markdown again from the saved JSON, running nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from slimformer.evaluate.classification import evaluate_classification
 from slimformer.evaluate.latency import latency_from_times, make_inputs
 from slimformer.evaluate.measure import cpu_model_name
 from slimformer.evaluate.size import disk_bytes, linear_weight_bytes, safetensors_tensor_bytes
+from slimformer.report.targets import checklist
 from slimformer.runtime import BucketedCompiled
 
 RESULTS = Path(__file__).parent / "results"
@@ -309,8 +311,10 @@ def checks(rows: list[dict]) -> list[str]:
             ours["speedup_1x64"] >= 2,
         ),
     ]
-    return ["Targets for slimformer int8_dynamic as `slimformer.load` runs it:", ""] + [
-        f"- [{'x' if ok else ' '}] {text}" for text, ok in targets
+    return [
+        "Targets for slimformer int8_dynamic as `slimformer.load` runs it:",
+        "",
+        *checklist(targets),
     ]
 
 
@@ -344,7 +348,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-peers", action="store_true", help="only fp32 and slimformer")
+    parser.add_argument(
+        "--render", action="store_true", help="write the markdown again from the saved JSON"
+    )
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads((RESULTS / "int8_dynamic.json").read_text())
+        (RESULTS / "int8_dynamic.md").write_text(markdown(saved["rows"], saved["machine"]))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     slimformer.load("minilm-intent", runtime="eager")  # builds it once if missing

@@ -20,7 +20,8 @@ Writes benchmarks/results/pruning.md and .json, with plots:
 Each row runs in its own process and finished rows are kept in
 benchmarks/.work/pruning (see ``rowbench.py``); ``--fresh`` starts over.
 
-Run: ``make bench-prune`` or ``python benchmarks/pruning.py [--rows a,b] [--threads 2]``.
+Run: ``make bench-prune`` or ``python benchmarks/pruning.py [--rows a,b] [--threads 2]``;
+``--render`` writes the report again from its saved JSON, running nothing.
 """
 
 from __future__ import annotations

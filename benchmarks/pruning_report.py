@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from rowbench import fmt, identical, save_figures, speedup
+from slimformer.report.figures import Figure, figure_links, save_figures
+from slimformer.report.runs import measured_on, ok, save_runs
+from slimformer.report.tables import failed, fmt, header, identical, speedup
 
 DENSE = {"smollm2-135m": "lm-dense", "minilm-intent": "cls-dense"}
 STRUCTURED = ("heads", "ffn", "layers")
+LM_COLUMNS = (
+    "method",
+    "perplexity",
+    "x dense",
+    "sparsity",
+    "disk MB",
+    "x dense bytes",
+    "compress s",
+    "peak RSS GB",
+    "prefill 1x512 ms",
+    "x dense",
+    "reload identical",
+)
+STRUCTURED_COLUMNS = (
+    "pruning",
+    "accuracy",
+    "points vs dense",
+    "parameters (M)",
+    "outside embeddings (M)",
+    "x dense",
+    "disk MB",
+    "batch 32x128 ms",
+    "x dense",
+    "compress s",
+    "peak RSS GB",
+    "reload identical",
+)
+MOVEMENT_COLUMNS = (
+    "sparsity",
+    "seed",
+    "movement accuracy",
+    "magnitude accuracy",
+    "movement - magnitude (points)",
+    "movement disk MB",
+    "movement train s",
+    "magnitude train s",
+)
 
 
 def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pruning.json").write_text(json.dumps({"machine": machine, "rows": results}, indent=1))
+    save_runs(out / "pruning.json", machine, results)
     plots = _plots(rows, results, out)
     lines = [
         "# Pruning benchmark",
         "",
-        f"Measured by `benchmarks/pruning.py` on {machine['cpu']}, {machine['threads']} threads, "
-        f"torch {machine['torch']}, {machine['date']}. Compression wall time, peak memory, bytes "
+        f"Measured by `benchmarks/pruning.py` on {measured_on(machine)}. "
+        "Compression wall time, peak memory, bytes "
         "and quality come from one process per row (load, compress, save, reload, evaluate); "
         "latencies from one process that runs every timed model, interleaved in rounds (medians).",
         "",
@@ -29,25 +67,17 @@ def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> No
         "",
         *_movement_section(rows, results),
         "",
-        *[f"![{name}]({name})" for name in plots],
+        *figure_links(plots),
         "",
         *_notes(),
     ]
     (out / "pruning.md").write_text("\n".join(lines) + "\n")
 
 
-def _ok(result: dict) -> bool:
-    return bool(result) and "error" not in result
-
-
-def _failed(row, result: dict, columns: int) -> str:
-    return f"| {row.label} | could not run: {result.get('error', 'not run')} |" + " |" * columns
-
-
 def _lm_section(rows, results) -> list[str]:
     lm = [r for r in rows if r.model == "smollm2-135m"]
     dense = results.get(DENSE["smollm2-135m"], {})
-    if not lm or not _ok(dense):
+    if not lm or not ok(dense):
         return []
     detail = dense.get("eval_detail", {})
     lines = [
@@ -58,15 +88,13 @@ def _lm_section(rows, results) -> list[str]:
         "train split (seed 0), bf16 block passes. Every attention and MLP linear is pruned; "
         "embeddings and the (tied) head stay dense. Disk is the whole saved folder.",
         "",
-        "| method | perplexity | x dense | sparsity | disk MB | x dense bytes | compress s | "
-        "peak RSS GB | prefill 1x512 ms | x dense | reload identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *header(LM_COLUMNS),
     ]
     base = dense.get("latency", {}).get("prefill_1x512_ms")
     for row in lm:
         result = results.get(row.name, {})
-        if not _ok(result):
-            lines.append(_failed(row, result, 9))
+        if not ok(result):
+            lines.append(failed(row.label, result, len(LM_COLUMNS) - 2))
             continue
         ppl = result["quality"]["value"]
         size = result["disk_bytes"]
@@ -85,7 +113,7 @@ def _lm_section(rows, results) -> list[str]:
 def _structured_section(rows, results) -> list[str]:
     chosen = [r for r in rows if r.model == "minilm-intent" and r.series not in _MOVEMENT]
     dense = results.get(DENSE["minilm-intent"], {})
-    if not chosen or not _ok(dense):
+    if not chosen or not ok(dense):
         return []
     lines = [
         "## minilm-intent on intent: structured pruning (parts removed for real)",
@@ -95,16 +123,13 @@ def _structured_section(rows, results) -> list[str]:
         "of a layer's input and output) and sliced out of the weights and the config. One-shot "
         "rows have no fine-tune after pruning. Latency: batch 32 x seq 128, eager.",
         "",
-        "| pruning | accuracy | points vs dense | parameters (M) | outside embeddings (M) | "
-        "x dense | disk MB | batch 32x128 ms | x dense | compress s | peak RSS GB | "
-        "reload identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *header(STRUCTURED_COLUMNS),
     ]
     base = dense.get("latency", {}).get("batch32x128_ms")
     for row in chosen:
         result = results.get(row.name, {})
-        if not _ok(result):
-            lines.append(_failed(row, result, 10))
+        if not ok(result):
+            lines.append(failed(row.label, result, len(STRUCTURED_COLUMNS) - 2))
             continue
         acc = result["quality"]["value"]
         ms = result.get("latency", {}).get("batch32x128_ms")
@@ -135,9 +160,7 @@ def _movement_section(rows, results) -> list[str]:
         "learned scores, magnitude those with the largest |w| (Sanh et al., 2020). Embeddings "
         "and the head stay dense.",
         "",
-        "| sparsity | seed | movement accuracy | magnitude accuracy | movement - magnitude "
-        "(points) | movement disk MB | movement train s | magnitude train s |",
-        "|---|---|---|---|---|---|---|---|",
+        *header(MOVEMENT_COLUMNS),
     ]
     for x, seed in sorted({(r.x, r.extra.get("seed", 0)) for r in chosen}):
         pair = {
@@ -146,7 +169,7 @@ def _movement_section(rows, results) -> list[str]:
             if (r.x, r.extra.get("seed", 0)) == (x, seed)
         }
         move, mag = pair.get("movement", {}), pair.get("magnitude", {})
-        if not (_ok(move) and _ok(mag)):
+        if not (ok(move) and ok(mag)):
             lines.append(
                 f"| {x:.0%} | {seed} | {move.get('error', '-')} | {mag.get('error', '-')} |||||"
             )
@@ -177,9 +200,9 @@ def _notes() -> list[str]:
 
 def _plots(rows, results, out: Path) -> list[str]:
     figures = [
-        ("pruning_lm_perplexity.png", _plot_lm, 1),
-        ("pruning_structured_curves.png", _plot_structured, 1),
-        ("pruning_movement.png", _plot_movement, 1),
+        Figure("pruning_lm_perplexity.png", _plot_lm),
+        Figure("pruning_structured_curves.png", _plot_structured),
+        Figure("pruning_movement.png", _plot_movement),
     ]
     return save_figures(out, figures, rows, results)
 
@@ -194,11 +217,11 @@ def _plot_lm(ax, rows, results) -> bool:
         for pattern in patterns:
             row = next((r for r in rows if r.label == f"{method} {pattern}"), None)
             result = results.get(row.name, {}) if row else {}
-            values.append(result["quality"]["value"] if _ok(result) else float("nan"))
+            values.append(result["quality"]["value"] if ok(result) else float("nan"))
         ax.bar([j + width * i for j in range(len(patterns))], values, width=width, label=method)
         drawn = drawn or any(v == v for v in values)
     dense = results.get(DENSE["smollm2-135m"], {})
-    if _ok(dense):
+    if ok(dense):
         ax.axhline(dense["quality"]["value"], color="black", linestyle="--", label="dense")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(patterns))], patterns)
     ax.set_yscale("log")
@@ -216,9 +239,9 @@ def _plot_structured(ax, rows, results) -> bool:
         points = [
             (r.x / (depth if series == "layers" else 1), results[r.name]["quality"]["value"])
             for r in rows
-            if r.series == series and _ok(results.get(r.name, {}))
+            if r.series == series and ok(results.get(r.name, {}))
         ]
-        if _ok(dense):
+        if ok(dense):
             points = [(0.0, dense["quality"]["value"]), *points]
         if len(points) > 1:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
@@ -239,7 +262,7 @@ def _plot_movement(ax, rows, results) -> bool:
             if r.model == "minilm-intent"
             and r.series == series
             and r.extra.get("seed", 0) == 0
-            and _ok(results.get(r.name, {}))
+            and ok(results.get(r.name, {}))
         )
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=series)

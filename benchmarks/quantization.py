@@ -15,7 +15,8 @@ that drift in machine speed hits every row alike:
 Finished rows are kept in benchmarks/.work/quantization (one JSON and one
 saved model each) so an interrupted run resumes; ``--fresh`` starts over.
 
-Run: ``make bench-quant`` or ``python benchmarks/quantization.py [--rows a,b] [--threads 2]``.
+Run: ``make bench-quant`` or ``python benchmarks/quantization.py [--rows a,b] [--threads 2]``;
+``--render`` writes the report again from its saved JSON, running nothing.
 """
 
 from __future__ import annotations

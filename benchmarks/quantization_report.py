@@ -2,26 +2,51 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from rowbench import fmt, identical, save_figures, speedup
+from slimformer.report.figures import Figure, figure_links, save_figures
+from slimformer.report.runs import measured_on, ok, save_runs
+from slimformer.report.tables import failed, fmt, header, identical, speedup
 
 #: What the README's done-when quotes compare against.
 DENSE = {"smollm2-135m": "lm-fp32", "minilm-intent": "cls-fp32"}
+BITS = "bits/weight (quantized layers)"
+LM_COLUMNS = (
+    "method",
+    "perplexity",
+    "x dense",
+    "disk MB",
+    BITS,
+    "compress s",
+    "peak RSS GB",
+    "prefill 1x512 ms",
+    "x fp32",
+    "decode ms/token",
+    "x fp32",
+    "reload identical",
+)
+CLS_COLUMNS = (
+    "method",
+    "accuracy",
+    "points vs fp32",
+    "disk MB",
+    BITS,
+    "compress s",
+    "peak RSS GB",
+    "batch 32x128 ms",
+    "x fp32",
+    "reload identical",
+)
 
 
 def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quantization.json").write_text(
-        json.dumps({"machine": machine, "rows": results}, indent=1)
-    )
+    save_runs(out / "quantization.json", machine, results)
     plots = _plots(rows, results, out)
     lines = [
         "# Quantization benchmark",
         "",
-        f"Measured by `benchmarks/quantization.py` on {machine['cpu']}, "
-        f"{machine['threads']} threads, torch {machine['torch']}, {machine['date']}. "
+        f"Measured by `benchmarks/quantization.py` on {measured_on(machine)}. "
         "Compression, peak memory and quality come from one process per row (load, "
         "compress, save, reload, evaluate); latencies from one process that runs "
         "every saved model, interleaved in rounds (medians).",
@@ -30,7 +55,7 @@ def write_report(rows, results: dict[str, dict], machine: dict, out: Path) -> No
         "",
         *_cls_section(rows, results),
         "",
-        *[f"![{name}]({name})" for name in plots],
+        *figure_links(plots),
         "",
         *_notes(),
     ]
@@ -51,9 +76,7 @@ def _lm_section(rows, results) -> list[str]:
         "Calibration: 64 windows x 512 tokens of the wiki train split (seed 0). Decode: one token "
         "at a time after a 256-token prefix, KV cache, batch 1.",
         "",
-        "| method | perplexity | x dense | disk MB | bits/weight (quantized layers) | compress s | "
-        "peak RSS GB | prefill 1x512 ms | x fp32 | decode ms/token | x fp32 | reload identical |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *header(LM_COLUMNS),
     ]
     base_lat = dense.get("latency", {})
     for row in lm:
@@ -62,8 +85,8 @@ def _lm_section(rows, results) -> list[str]:
 
 
 def _lm_line(row, result, dense, base_lat) -> str:
-    if "error" in result or not result:
-        return f"| {row.label} | could not run: {result.get('error', 'not run')} |" + " |" * 10
+    if not ok(result):
+        return failed(row.label, result, len(LM_COLUMNS) - 2)
     ppl = result["quality"]["value"]
     ratio = ppl / dense["quality"]["value"] if "quality" in dense else float("nan")
     lat = result.get("latency", {})
@@ -92,16 +115,12 @@ def _cls_section(rows, results) -> list[str]:
         "windows x 128 tokens of intent train text. Latency: batch 32 x seq 128 through the "
         "runtime `slimformer.load` picks (compiled for int8 layers, eager otherwise).",
         "",
-        "| method | accuracy | points vs fp32 | disk MB | bits/weight (quantized layers) | "
-        "compress s | peak RSS GB | batch 32x128 ms | x fp32 | reload identical |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *header(CLS_COLUMNS),
     ]
     for row in cls:
         result = results.get(row.name, {})
-        if "error" in result or not result:
-            lines.append(
-                f"| {row.label} | could not run: {result.get('error', 'not run')} |" + " |" * 8
-            )
+        if not ok(result):
+            lines.append(failed(row.label, result, len(CLS_COLUMNS) - 2))
             continue
         acc = result["quality"]["value"]
         delta = 100 * (acc - dense["quality"]["value"]) if "quality" in dense else float("nan")
@@ -138,7 +157,7 @@ def _notes() -> list[str]:
 
 
 def _plots(rows, results, out: Path) -> list[str]:
-    figures = [("quantization_lm_size_quality.png", _plot_size_quality, 1)]
+    figures = [Figure("quantization_lm_size_quality.png", _plot_size_quality)]
     return save_figures(out, figures, rows, results)
 
 

@@ -13,6 +13,10 @@ speed hits every row alike:
   after a 256-token prefix (median ms per token), eager, fixed thread count;
 - ``minilm-intent``: batch 32 x seq 128 through the model's own runtime
   (``slimformer.load``'s choice: compiled for int8, eager otherwise).
+
+Each benchmark's report module words its results; the tables, target lines
+and figures they share come from ``slimformer.report``. ``--render`` writes a
+report again from the saved results, running nothing.
 """
 
 from __future__ import annotations
@@ -313,8 +317,16 @@ def run_benchmark(
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="folder for the report (a partial run's own)"
     )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="write the report again from the saved results in --results, running nothing",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.render:
+        render_saved(rows, args.results / f"{Path(script).stem}.json", write_report)
+        return
     if args.worker:
         result = compress_row(rows[args.worker], args.threads, work, apply_peer, facts)
         print(json.dumps(result))
@@ -331,40 +343,12 @@ def run_benchmark(
     write_report(chosen, results, machine(args.threads), args.results)
 
 
-# -- formatting shared by the reports ------------------------------------------------
+def render_saved(rows: dict[str, Row], saved: Path, write_report: ReportWriter) -> None:
+    """The report again from a benchmark's saved results: a new wording, not a new run."""
+    from slimformer.report.runs import load_runs
 
-
-def fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def speedup(base, value) -> str:
-    return "-" if not base or not value else f"{base / value:.2f}x"
-
-
-def identical(flag) -> str:
-    return {True: "yes", False: "NO", None: "-"}[flag]
-
-
-#: A figure a report draws: file name, ``draw(axes, rows, results) -> drew anything``, columns.
-Figure = tuple[str, Callable[..., bool], int]
-
-
-def save_figures(out: Path, figures: list[Figure], rows, results) -> list[str]:
-    """Draw and save each figure (PNG) that has something to show; [] without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    names = []
-    for name, draw, columns in figures:
-        fig, axes = plt.subplots(1, columns, figsize=(6 * columns if columns > 1 else 7, 4.5))
-        if draw(axes, rows, results):
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=120)
-            names.append(name)
-        plt.close(fig)
-    return names
+    measured, results = load_runs(saved)
+    unknown = [name for name in results if name not in rows]
+    if unknown:
+        raise SystemExit(f"{saved} has rows this benchmark no longer defines: {unknown}")
+    write_report([rows[name] for name in results], results, measured, saved.parent)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from slimformer.report.tables import line
+
 MB = 1e6
 
 
@@ -129,7 +131,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| | before | after | change |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table_rows(report)]
+    lines += [line(row) for row in table_rows(report)]
     protocol = report["protocol"]
     lines += [
         "",
