@@ -187,6 +187,14 @@ def test_weights_hugging_face_ties_itself_are_no_aliases():
     assert shared_aliases(model) == {"lm_head.weight": "model.embed_tokens.weight"}
 
 
+def test_a_shared_module_without_state_is_no_alias():
+    model = _llama()
+    model.model.layers[4].mlp.act_fn = model.model.layers[3].mlp.act_fn  # nothing to store
+    assert "shared" not in compression_metadata(model, [])
+    model.model.layers[4].mlp = model.model.layers[3].mlp
+    assert compression_metadata(model, [])["shared"] == {"model.layers.4.mlp": "model.layers.3.mlp"}
+
+
 def test_a_folder_without_a_shared_section_still_loads(tmp_path):
     slim = _slim(_llama())
     slimformer.quantize_(slim, slimformer.Int8Dynamic(), progress=False)

@@ -49,7 +49,7 @@ def compression_metadata(model: nn.Module, methods: list[dict[str, Any]]) -> dic
         "methods": methods,
         "modules": modules,
     }
-    shared = shared_aliases(model, skip=_tied_keys(model))
+    shared = shared_aliases(model, skip=_tied_keys(model) | _hf_tied_keys(model))
     if shared:  # only then: unshared models keep the exact config they always had
         meta["shared"] = shared
     structure = saved_structure(model)  # per-layer sizes after structured pruning, if needed
@@ -191,6 +191,11 @@ def _tied_keys(model: nn.Module) -> set[str]:
     if not getattr(model.config, "tie_word_embeddings", False):
         keys = {key for key in keys if "lm_head" not in key}
     return keys
+
+
+def _hf_tied_keys(model: nn.Module) -> set[str]:
+    """Every key transformers ties itself, submodels included (encoder/decoder embeddings)."""
+    return set(getattr(model, "all_tied_weights_keys", None) or ())
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")

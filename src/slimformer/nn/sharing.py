@@ -32,19 +32,24 @@ def shared_aliases(model: nn.Module, skip: Collection[str] = ()) -> dict[str, st
     Only the outermost alias of a shared subtree is listed: when block 4 is
     block 3, ``model.layers.4`` names everything under it. ``skip`` holds
     state-dict keys the model ties itself (Hugging Face's tied keys), which
-    ``save_pretrained`` and ``tie_weights`` already handle.
+    ``save_pretrained`` and ``tie_weights`` already handle. A shared module
+    with no state of its own to save (a dropout, or only tied weights) is no
+    alias: the architecture rebuilds it, and such models keep their old config.
     """
-    aliases = _module_aliases(model)
+    keys = list(model.state_dict(keep_vars=True))
+    aliases = _module_aliases(model, [key for key in keys if key not in skip])
     aliases.update(_tensor_aliases(model, aliases, skip))
     return aliases
 
 
-def _module_aliases(model: nn.Module) -> dict[str, str]:
+def _module_aliases(model: nn.Module, saved_keys: list[str]) -> dict[str, str]:
     first: dict[int, str] = {}
     aliases: dict[str, str] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         canonical = first.setdefault(id(module), name)
-        if canonical != name and not is_aliased(name, aliases):
+        if canonical == name or is_aliased(name, aliases):
+            continue
+        if any(key.startswith(f"{name}.") for key in saved_keys):
             aliases[name] = canonical
     return aliases
 
