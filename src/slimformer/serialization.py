@@ -6,6 +6,13 @@ section: the format version, a ``quant_method`` summary and, for every
 replaced module, its kind and shape. Loading builds the plain architecture
 from the config, swaps in empty compressed modules of the saved kinds, then
 reads the tensors strictly, so every byte on disk has exactly one owner.
+
+A module or tensor used at several places (cross-layer sharing: block 4 *is*
+block 3) is saved once, under its first name; the section's ``shared`` entry
+maps every other name to that one (``{"model.layers.4": "model.layers.3"}``)
+and the loader ties them again, so the model comes back shared. Folders with
+no ``shared`` entry (every folder saved before it existed) load as before.
+Plain ``transformers`` cannot read such a folder back: it knows no aliases.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from slimformer.arch.structure import constructing, rebuild_structure, saved_str
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel, task_of
 from slimformer.nn.registry import compressed_modules, module_class, replace_module
+from slimformer.nn.sharing import is_aliased, shared_aliases, tie_aliases, without_aliases
 
 FORMAT_VERSION = 1
 
@@ -41,6 +49,9 @@ def compression_metadata(model: nn.Module, methods: list[dict[str, Any]]) -> dic
         "methods": methods,
         "modules": modules,
     }
+    shared = shared_aliases(model, skip=_tied_keys(model) | _hf_tied_keys(model))
+    if shared:  # only then: unshared models keep the exact config they always had
+        meta["shared"] = shared
     structure = saved_structure(model)  # per-layer sizes after structured pruning, if needed
     if structure is not None:
         meta["structure"] = structure
@@ -54,7 +65,11 @@ def save_model_dir(slim: SlimModel, folder: str | os.PathLike) -> Path:
     config.slimformer = compression_metadata(slim.model, slim.compression.get("methods", []))
     # The adapter undoes what its prepare() changed (GPT-2: Conv1D layout), so the
     # folder holds the model class's own layout; None means it already does.
-    slim.model.save_pretrained(folder, state_dict=slim.adapter.state_dict_to_save())
+    state = slim.adapter.state_dict_to_save()
+    shared = config.slimformer.get("shared")
+    if shared:  # each shared tensor once; transformers refuses untied duplicates anyway
+        state = without_aliases(state if state is not None else slim.model.state_dict(), shared)
+    slim.model.save_pretrained(folder, state_dict=state)
     if slim.tokenizer is not None:
         slim.tokenizer.save_pretrained(folder)
     return folder
@@ -123,6 +138,8 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
             rebuild_structure(model, structure)
         for name, entry in meta.get("modules", {}).items():
             replace_module(model, name, module_class(entry["kind"]).from_spec(entry["spec"]))
+        shared = meta.get("shared") or {}
+        tie_aliases(model, shared)  # after the swaps, so an alias gets the compressed module
         state = _read_state_dict(folder)
         result = model.load_state_dict(state, strict=False)
     except SlimformerError:
@@ -130,7 +147,9 @@ def _load_compressed(model_class: type, config: Any, folder: Path, meta: dict) -
     except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise damaged from exc
     tied = _tied_keys(model)
-    missing = [key for key in result.missing_keys if key not in tied]
+    missing = [
+        key for key in result.missing_keys if key not in tied and not is_aliased(key, shared)
+    ]
     if missing or result.unexpected_keys:
         raise SlimformerError(
             f"{folder} does not match its config (missing {missing[:3]}, "
@@ -172,6 +191,11 @@ def _tied_keys(model: nn.Module) -> set[str]:
     if not getattr(model.config, "tie_word_embeddings", False):
         keys = {key for key in keys if "lm_head" not in key}
     return keys
+
+
+def _hf_tied_keys(model: nn.Module) -> set[str]:
+    """Every key transformers ties itself, submodels included (encoder/decoder embeddings)."""
+    return set(getattr(model, "all_tied_weights_keys", None) or ())
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model")

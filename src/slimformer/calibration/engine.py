@@ -156,6 +156,12 @@ def run_sequential(
     keeps the first block's inputs for plain token windows, so a later walk
     over the same windows skips the model's prefix while nothing outside the
     stack has changed.
+
+    A block shared by several positions of the stack (``stack[4] is stack[3]``,
+    cross-layer sharing) is calibrated and compressed once, at its first
+    position, from the statistics of that position's inputs; at its later
+    positions it only runs (compressed) to produce the next block's inputs.
+    Linears are named by the block's first name (``model.layers.3...``).
     """
     named = _named_inputs(calibration)
     tokens = None if named is not None else _split_calibration(calibration)
@@ -473,6 +479,8 @@ class _Walk:
     #: Branch by branch where the adapter allows; set False once the first block says no.
     branch_wise: bool = False
     _checked: bool = False
+    #: Blocks already compressed (by id): a block shared by two positions is compressed once.
+    done: set[int] = field(default_factory=set)
 
 
 def _calibrate_block(walk: _Walk, index: int) -> None:
@@ -481,6 +489,11 @@ def _calibrate_block(walk: _Walk, index: int) -> None:
     home = _device_of(block)
     block.to(walk.device)
     try:
+        if id(block) in walk.done:  # shared with an earlier position: compressed there
+            if index + 1 < len(walk.stack):
+                _propagate(block, walk.batches)
+            return
+        walk.done.add(id(block))
         linears = _linears_in(block, walk.names)
         layer = _layer_parts(walk.adapter, index, block)
         branches = _branches(walk, layer, linears) if walk.branch_wise else None

@@ -16,6 +16,7 @@ from slimformer.arch import PARTS
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig
 from slimformer.model import SlimModel
+from slimformer.nn.sharing import all_names
 from slimformer.nn.sparse_linear import SparseLinear
 
 
@@ -65,6 +66,10 @@ def select_linears(
     (``*.attention.*``, ``bert.encoder.layer.0.*``). A pattern that matches no
     linear layer is an error: it is almost always a typo. Pruned layers
     (:class:`SparseLinear`) count as linear layers.
+
+    A layer shared by several places (tied blocks) is chosen once, under its
+    first name, so it is compressed once; patterns see all its names: it is
+    included if any name matches ``include`` and left out if any matches ``exclude``.
     """
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
@@ -75,8 +80,9 @@ def select_linears(
         for name, module in slim.model.named_modules()
         if name in dense or isinstance(module, SparseLinear)
     }
+    names = all_names(slim.model)
     for pattern in [*(include or []), *(exclude or [])]:
-        if not any(fnmatchcase(name, pattern) for name in linears):
+        if not any(_matches(names[name], [pattern]) for name in linears):
             raise SlimformerError(
                 f"the layer pattern {pattern!r} matches no linear layer",
                 f"linear layers look like {next(iter(linears), '(none)')!r}",
@@ -85,8 +91,8 @@ def select_linears(
         name: module
         for name, module in linears.items()
         if slim.adapter.part_of(name) in parts
-        and (not include or any(fnmatchcase(name, p) for p in include))
-        and not any(fnmatchcase(name, p) for p in exclude or [])
+        and (not include or _matches(names[name], include))
+        and not _matches(names[name], exclude or [])
     }
     if not chosen:
         raise SlimformerError(
@@ -94,3 +100,8 @@ def select_linears(
             "widen `parts` or `include`, or check that the model has nn.Linear layers",
         )
     return chosen
+
+
+def _matches(names: list[str], patterns: list[str]) -> bool:
+    """Whether any of a layer's names matches any of ``patterns``."""
+    return any(fnmatchcase(name, pattern) for name in names for pattern in patterns)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from slimformer.errors import SlimformerError
+from slimformer.nn.sharing import places_of
 
 
 @runtime_checkable
@@ -51,7 +52,12 @@ def module_class(kind: str) -> type:
 
 
 def compressed_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Every compressed module in ``model`` by qualified name."""
+    """Every compressed module in ``model`` by qualified name, each module once.
+
+    A module shared by several places is listed once, under its first
+    (canonical) name; ``slimformer.nn.sharing.all_names`` gives its other names
+    and the saved config records them as aliases.
+    """
     return {
         name: module
         for name, module in model.named_modules()
@@ -60,10 +66,20 @@ def compressed_modules(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    """Put ``new`` where the submodule called ``name`` was."""
+    """Put ``new`` where the submodule called ``name`` was, and at every other place it sits.
+
+    A module shared by several places (one linear in two tied blocks) gets one
+    replacement object at all of them, so the model stays shared and the
+    module is compressed once. The places are found before ``new`` goes in:
+    a wrapper that holds the old module (``InputScaled``) keeps it.
+    """
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
+    old = parent._modules.get(child)
+    places = places_of(model, old) if old is not None else []
     setattr(parent, child, new)
+    for owner, key in places:
+        setattr(owner, key, new)
 
 
 _FLOAT_WEIGHTS: contextvars.ContextVar[dict[int, torch.Tensor] | None] = contextvars.ContextVar(
