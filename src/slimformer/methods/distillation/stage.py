@@ -8,9 +8,9 @@ teacher (a zoo name or a folder) instead of the original.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
@@ -19,7 +19,27 @@ from slimformer.methods.distillation.losses import AnyLoss, LogitsKD
 from slimformer.methods.distillation.select_layers import choose_layers, cut_layers
 from slimformer.methods.distillation.teacher_cache import CacheDtype
 from slimformer.model import SlimModel
-from slimformer.training.precision import Precision
+from slimformer.training.settings import TrainSettings, nest_train_settings, train_field
+from slimformer.training.trainer import TrainConfig
+
+#: The ``train:`` block's defaults for this stage.
+TRAIN_DEFAULTS = {"epochs": 3, "lr": 1e-4, "batch_size": 32}
+#: Training settings version 1 recipes wrote flat in the stage.
+FLAT_KEYS = (
+    "epochs",
+    "max_steps",
+    "max_minutes",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "warmup",
+    "eval_every",
+    "load_best",
+    "seed",
+    "precision",
+    "checkpoint_dir",
+    "checkpoint_every",
+)
 
 
 class Distill(MethodConfig):
@@ -40,28 +60,19 @@ class Distill(MethodConfig):
     teacher: str | None = None
     max_length: PositiveInt = 64
     max_items: PositiveInt | None = None
-    epochs: PositiveInt = 3
-    max_steps: PositiveInt | None = None
-    #: Wall-clock budget in minutes (a fixed CPU budget); pair it with max_steps.
-    max_minutes: PositiveFloat | None = None
-    lr: PositiveFloat = 1e-4
-    batch_size: PositiveInt = 32
-    grad_accum: PositiveInt = 1
-    warmup: float = Field(default=0.1, ge=0.0, le=1.0)
-    eval_every: PositiveInt | None = None
+    train: TrainSettings = train_field(**TRAIN_DEFAULTS)
     #: Fraction of the train split held out to score checkpoints when the data has no
     #: validation split (never the test split); larger scores more finely, trains on less.
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    #: End with the best-scoring weights (ties: lower validation loss); False: the last.
-    load_best: bool = True
-    seed: int = 0
-    precision: Precision = "auto"
-    checkpoint_dir: str | None = None
-    checkpoint_every: PositiveInt | None = None
     #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
     cache_teacher: bool = False
     #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
     cache_dtype: CacheDtype = "float16"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_train(cls, data: Any) -> Any:
+        return nest_train_settings(data, TRAIN_DEFAULTS, FLAT_KEYS, cls.method)
 
 
 @register_method(Distill)
@@ -69,24 +80,6 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
     teacher = _teacher(config, context)
     if config.layers is not None:
         cut_layers(slim, choose_layers(len(slim.adapter.layers()), config.layers, None))
-    train = {
-        key: getattr(config, key)
-        for key in (
-            "epochs",
-            "max_steps",
-            "max_minutes",
-            "lr",
-            "batch_size",
-            "grad_accum",
-            "warmup",
-            "eval_every",
-            "seed",
-            "precision",
-            "checkpoint_dir",
-            "checkpoint_every",
-            "load_best",
-        )
-    }
     run_distillation(
         slim,
         teacher,
@@ -100,7 +93,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         holdout_fraction=config.holdout_fraction,
         cache_teacher=config.cache_teacher,
         cache_dtype=config.cache_dtype,
-        train={**train, "device": context.device, "progress": context.progress},
+        train=TrainConfig.of(config.train, context.device, context.progress),
     )
 
 
