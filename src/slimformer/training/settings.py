@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,7 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    model_validator,
 )
 
 from slimformer.training.precision import Precision
@@ -88,6 +89,24 @@ class TrainSettings(BaseModel):
         description="End with the best evaluated weights (ties: lower validation loss), "
         "not the last; only where the method evaluates.",
     )
+
+
+class TrainedStage(BaseModel):
+    """Mixin of a stage config with a ``train:`` block: fills the block, reads the old flat form.
+
+    A subclass declares ``train: TrainSettings = train_field(**defaults)`` where it
+    wants the block in its recipe form, and sets ``train_defaults`` to the same
+    defaults and ``flat_train_keys`` to the settings its version 1 took flat.
+    """
+
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    flat_train_keys: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_train(cls, data: Any) -> Any:
+        name = getattr(cls, "method", "") or cls.__name__
+        return nest_train_settings(data, cls.train_defaults, cls.flat_train_keys, name)
 
 
 def train_field(**defaults: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
@@ -19,7 +19,7 @@ from slimformer.methods.distillation.losses import AnyLoss, LogitsKD
 from slimformer.methods.distillation.select_layers import choose_layers, cut_layers
 from slimformer.methods.distillation.teacher_cache import CacheDtype
 from slimformer.model import SlimModel
-from slimformer.training.settings import TrainSettings, nest_train_settings, train_field
+from slimformer.training.settings import TrainedStage, TrainSettings, train_field
 from slimformer.training.trainer import TrainConfig
 
 #: The ``train:`` block's defaults for this stage.
@@ -42,7 +42,7 @@ FLAT_KEYS = (
 )
 
 
-class Distill(MethodConfig):
+class Distill(TrainedStage, MethodConfig):
     """Distil the original model (or a named teacher) into the model as it is now."""
 
     method = "distill"
@@ -61,6 +61,8 @@ class Distill(MethodConfig):
     max_length: PositiveInt = 64
     max_items: PositiveInt | None = None
     train: TrainSettings = train_field(**TRAIN_DEFAULTS)
+    train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
+    flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
     #: Fraction of the train split held out to score checkpoints when the data has no
     #: validation split (never the test split); larger scores more finely, trains on less.
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -68,11 +70,6 @@ class Distill(MethodConfig):
     cache_teacher: bool = False
     #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
     cache_dtype: CacheDtype = "float16"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_train(cls, data: Any) -> Any:
-        return nest_train_settings(data, TRAIN_DEFAULTS, FLAT_KEYS, cls.method)
 
 
 @register_method(Distill)

@@ -8,15 +8,15 @@ so its defaults reproduce the numbers recipes have always given.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt
 
 from slimformer.data import labelled_dataset
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
 from slimformer.training.classifier import PLAIN_FINETUNE, train_classifier
-from slimformer.training.settings import TrainSettings, nest_train_settings, train_field
+from slimformer.training.settings import TrainedStage, TrainSettings, train_field
 
 #: The ``train:`` block's defaults for this stage.
 TRAIN_DEFAULTS = {**PLAIN_FINETUNE, "epochs": 1, "lr": 2e-5, "batch_size": 16, "seed": 0}
@@ -24,7 +24,7 @@ TRAIN_DEFAULTS = {**PLAIN_FINETUNE, "epochs": 1, "lr": 2e-5, "batch_size": 16, "
 FLAT_KEYS = ("epochs", "lr", "batch_size", "seed")
 
 
-class Finetune(MethodConfig):
+class Finetune(TrainedStage, MethodConfig):
     """Fine-tune the model on a labelled dataset (recovery after compression)."""
 
     method = "finetune"
@@ -33,11 +33,8 @@ class Finetune(MethodConfig):
     dataset: str = Field(description="A labelled dataset name or .jsonl/.csv path.")
     max_length: PositiveInt = 64
     train: TrainSettings = train_field(**TRAIN_DEFAULTS)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nest_train(cls, data: Any) -> Any:
-        return nest_train_settings(data, TRAIN_DEFAULTS, FLAT_KEYS, cls.method)
+    train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
+    flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
 
 
 @register_method(Finetune)
