@@ -107,3 +107,21 @@ def test_epoch_means_weigh_by_batch_size():
     for loss, size in [(1.0, 2), (2.0, 2), (4.0, 1), (3.0, 2)]:
         means.add(loss, size)
     assert means.result() == [pytest.approx((2 + 4 + 4) / 5), 3.0]
+
+
+def test_finetune_stage_with_its_defaults_matches_the_old_loop(tiny_bert_cls_dir, tiny_cls_jsonl):
+    """The recipe stage (defaults: epochs 1, lr 2e-5, batch 16, seed 0) trains as it did."""
+    from slimformer.methods.apply import apply_method
+    from slimformer.methods.finetune.finetune import Finetune
+    from slimformer.zoo import load
+
+    examples = labelled_dataset(str(tiny_cls_jsonl)).split("train")
+    reference, tokenizer = _model(tiny_bert_cls_dir)
+    initial = reference.classifier.weight.detach().clone()
+    old = dict(epochs=1, lr=2e-5, batch_size=16, seed=0)
+    _reference_loop(reference, tokenizer, examples, max_length=64, **old)
+    slim = load(str(tiny_bert_cls_dir), runtime="eager", progress=False)
+    apply_method(slim, Finetune(dataset=str(tiny_cls_jsonl)), progress=False)
+    expected, trained = reference.state_dict(), slim.model.state_dict()
+    assert not torch.equal(initial, expected["classifier.weight"])  # it trained
+    assert all(torch.equal(expected[k], trained[k]) for k in expected)
