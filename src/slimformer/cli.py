@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from slimformer.errors import SlimformerError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python hides library deprecations by default; a command-line user should see them.
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"slimformer(\.|$)")
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

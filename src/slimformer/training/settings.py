@@ -153,5 +153,5 @@ def _warn_flat(method: str, flat: Mapping[str, Any]) -> None:
         f"{method}: training settings written flat in the stage ({', '.join(flat)}) are "
         f"deprecated; nest them: `train: {{{nested}}}`",
         DeprecationWarning,
-        stacklevel=4,
+        stacklevel=3,  # the stage config's validator: a slimformer module, whoever called
     )
