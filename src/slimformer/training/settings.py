@@ -95,18 +95,19 @@ class TrainedStage(BaseModel):
     """Mixin of a stage config with a ``train:`` block: fills the block, reads the old flat form.
 
     A subclass declares ``train: TrainSettings = train_field(**defaults)`` where it
-    wants the block in its recipe form, and sets ``train_defaults`` to the same
-    defaults and ``flat_train_keys`` to the settings its version 1 took flat.
+    wants the block in its recipe form (the defaults are the method's), and sets
+    ``flat_train_keys`` to the settings its version 1 took flat.
     """
 
-    train_defaults: ClassVar[dict[str, Any]] = {}
     flat_train_keys: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _nest_train(cls, data: Any) -> Any:
+        block = cls.model_fields["train"].get_default(call_default_factory=True)
+        defaults = block.model_dump(exclude_unset=True)  # what the method set: train_field(...)
         name = getattr(cls, "method", "") or cls.__name__
-        return nest_train_settings(data, cls.train_defaults, cls.flat_train_keys, name)
+        return nest_train_settings(data, defaults, cls.flat_train_keys, name)
 
 
 def train_field(**defaults: Any) -> Any:

@@ -8,7 +8,7 @@ teacher (a zoo name or a folder) instead of the original.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
@@ -61,7 +61,6 @@ class Distill(TrainedStage, MethodConfig):
     max_length: PositiveInt = 64
     max_items: PositiveInt | None = None
     train: TrainSettings = train_field(**TRAIN_DEFAULTS)
-    train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
     flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
     #: Fraction of the train split held out to score checkpoints when the data has no
     #: validation split (never the test split); larger scores more finely, trains on less.

@@ -8,7 +8,7 @@ so its defaults reproduce the numbers recipes have always given.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, PositiveInt
 
@@ -33,7 +33,6 @@ class Finetune(TrainedStage, MethodConfig):
     dataset: str = Field(description="A labelled dataset name or .jsonl/.csv path.")
     max_length: PositiveInt = 64
     train: TrainSettings = train_field(**TRAIN_DEFAULTS)
-    train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
     flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
 
 

@@ -21,7 +21,7 @@ values), so the saved model shrinks with sparsity like one-shot pruning's.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
@@ -57,7 +57,6 @@ class Movement(TrainedStage, LinearSelection):
     variant: Literal["hard", "soft", "magnitude"] = "hard"
     dataset: str = Field(description="A labelled dataset name or .jsonl/.csv path.")
     train: TrainSettings = train_field(**TRAIN_DEFAULTS)
-    train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
     flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
     score_lr: PositiveFloat = Field(default=1e-2, description="Learning rate of the scores.")
     score_init: Literal["zeros", "magnitude"] = Field(
