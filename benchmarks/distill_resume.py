@@ -44,7 +44,8 @@ def recipe(checkpoint_dir: Path) -> dict:
     from distillation import MIXES, STUDENTS, distill_stage
 
     stage = distill_stage(STUDENTS[0], MIXES["hidden"][1], transfer=False)
-    stage.update(checkpoint_dir=str(checkpoint_dir), checkpoint_every=CHECKPOINT_EVERY)
+    checkpoints = {"checkpoint_dir": str(checkpoint_dir), "checkpoint_every": CHECKPOINT_EVERY}
+    stage["train"] = {**stage["train"], **checkpoints}
     return {"name": "distill-resume", "stages": [stage]}
 
 

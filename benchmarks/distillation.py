@@ -75,6 +75,7 @@ from distillation_rows import (
 )
 from rowbench import EXAMPLES, ROOT, Row, run_benchmark, size_facts
 from slimformer.methods.distillation.stage import Distill
+from slimformer.training.settings import TrainSettings
 
 WORK = ROOT / "benchmarks" / ".work" / "distillation"
 LM, CLS = "smollm2-135m", "minilm-intent"
@@ -134,7 +135,14 @@ def distill_stage(student: Student, losses: list[dict[str, Any]], transfer: bool
     stage: dict[str, Any] = {"method": "distill", "dataset": "intent"}
     if student.layers is not None:
         stage["layers"] = list(student.layers)
-    return {**stage, "losses": losses, **(WITH_TRANSFER if transfer else TASK_ONLY)}
+    return nested({**stage, "losses": losses, **(WITH_TRANSFER if transfer else TASK_ONLY)})
+
+
+def nested(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage with its training settings under ``train:``, as recipes write them."""
+    train = {k: v for k, v in stage.items() if k in TrainSettings.model_fields}
+    rest = {k: v for k, v in stage.items() if k not in train}
+    return {**rest, "train": train} if train else rest
 
 
 def _student_rows(student: Student) -> list[Row]:
@@ -205,7 +213,7 @@ def _finetune_stage_row(matched: bool = False) -> Row:
         label,
         [
             {"method": "drop_layers", "layers": dropped},
-            {"method": "finetune", "dataset": "intent", **train},
+            nested({"method": "finetune", "dataset": "intent", **train}),
         ],
         series=student.key,
         extra={
@@ -221,7 +229,9 @@ def _finetune_stage_row(matched: bool = False) -> Row:
 def _with_seed(stages: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     """``stages`` with every training stage (distill, finetune) seeded with ``seed``."""
     return [
-        {**stage, "seed": seed} if stage["method"] in ("distill", "finetune") else dict(stage)
+        {**stage, "train": {**stage.get("train", {}), "seed": seed}}
+        if stage["method"] in ("distill", "finetune")
+        else dict(stage)
         for stage in stages
     ]
 

@@ -27,8 +27,9 @@ def example_stages(path: Path) -> list[dict[str, Any]]:
 
 
 def example_distill(path: Path) -> dict[str, Any]:
-    """The distill stage of a recipe file."""
-    return next(stage for stage in example_stages(path) if stage["method"] == "distill")
+    """The distill stage of a recipe file, its ``train:`` settings read beside the others."""
+    stage = next(stage for stage in example_stages(path) if stage["method"] == "distill")
+    return {**{k: v for k, v in stage.items() if k != "train"}, **stage.get("train", {})}
 
 
 def _settings(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -129,7 +129,8 @@ def _movement_rows() -> list[Row]:
     rows = []
     for sparsity, seed in ((0.5, 0), (0.7, 0), (0.9, 0), (0.9, 1)):
         for variant, settings in (("movement", stage), ("magnitude", magnitude)):
-            settings = {**settings, "sparsity": sparsity, "seed": seed}
+            train = {**settings.get("train", {}), "seed": seed}
+            settings = {**settings, "sparsity": sparsity, "train": train}
             if variant == "magnitude":
                 settings["variant"] = "magnitude"
             name = f"cls-{variant}-{round(sparsity * 100)}" + (f"-seed{seed}" if seed else "")

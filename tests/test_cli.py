@@ -172,3 +172,28 @@ def test_dataset_without_label_column(tiny_bert_cls_dir, int8_recipe, tmp_path):
     )
     assert_user_error(result, "no column 'label'")
     assert not (tmp_path / "o").exists()
+
+
+def test_distill_flags_are_the_train_settings_with_distill_defaults():
+    from slimformer.cli import _parser, _train_settings
+    from slimformer.methods.distillation.stage import Distill
+    from slimformer.training.settings import TrainSettings
+
+    help_text = _parser()._subparsers._group_actions[0].choices["distill"].format_help()
+    for name in TrainSettings.model_fields:
+        assert "--" + name.replace("_", "-") in help_text
+    argv = ["distill", "minilm-intent", "--data", "intent", "--out", "o"]
+    args = _parser().parse_args([*argv, "--lr", "3e-4", "--grad-accum", "2", "--keep-last"])
+    train = _train_settings(args, "distill", dataset="intent")
+    expected = {"lr": 3e-4, "grad_accum": 2, "load_best": False}
+    assert train == Distill(dataset="intent", train=expected).train
+    assert (train.epochs, train.batch_size) == (3, 32)  # distill's defaults, not the trainer's
+    plain = _train_settings(_parser().parse_args(argv), "distill", dataset="intent")
+    assert plain == Distill(dataset="intent").train
+
+
+def test_distill_bad_train_flag_is_one_line(tmp_path):
+    result = run_cli(
+        "distill", "minilm-intent", "--data", "intent", "--out", tmp_path / "o", "--lr", "fast"
+    )
+    assert_user_error(result, "distill: setting 'train.lr'")

@@ -89,7 +89,7 @@ def single_line_error(text: str, match: str) -> str:
         ),
         (
             "stages:\n  - method: finetune\n    dataset: intent\n    epochs: many\n",
-            r"finetune: setting 'epochs': Input should be a valid integer",
+            r"finetune: setting 'train.epochs': Input should be a valid integer",
         ),
         ("stages:\n  - method: finetune\n", r"finetune: setting 'dataset': Field required"),
         ("name: nothing to do\n", r"recipe has no 'stages' list"),

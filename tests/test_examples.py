@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,11 @@ def test_example_recipe_is_valid(path):
     recipe = Recipe.load(path)
     assert recipe.stages
     assert Recipe.from_yaml(recipe.to_yaml()).to_dict() == recipe.to_dict()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_recipe_uses_no_deprecated_form(path):
+    """Examples show the current form (training settings nested under ``train:``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        Recipe.load(path)

@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from slimformer.errors import SlimformerError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Python hides library deprecations by default; a command-line user should see them.
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"slimformer(\.|$)")
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -123,21 +126,14 @@ def _distill_parser(sub) -> None:
     command.add_argument(
         "--augment", type=int, help="perturbed copies of each train text for the teacher to label"
     )
-    command.add_argument("--epochs", type=int, default=3)
-    command.add_argument("--max-steps", type=int)
-    command.add_argument("--lr", type=float, default=1e-4)
-    command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--max-length", type=int, default=64)
-    command.add_argument("--eval-every", type=int, help="evaluate every N steps")
     command.add_argument(
         "--holdout", type=float, default=0.1, help="train fraction held out to score checkpoints"
     )
     command.add_argument(
         "--keep-last", action="store_true", help="end with the last weights, not the best scored"
     )
-    command.add_argument("--checkpoint-dir", help="resumable checkpoints go here")
-    command.add_argument("--checkpoint-every", type=int, help="checkpoint every N steps")
-    command.add_argument("--seed", type=int, default=0)
+    _add_train_flags(command, "distill")
     command.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
@@ -184,7 +180,7 @@ def _methods(args) -> None:
     rows = []
     for name, entry in sorted(registered_methods().items()):
         fields = ", ".join(
-            f"{key}={field.default!r}" if not field.is_required() else f"{key} (required)"
+            f"{key}={_default_text(field)}" if not field.is_required() else f"{key} (required)"
             for key, field in entry.config.model_fields.items()
             if key != "version"
         )
@@ -271,8 +267,10 @@ def _distill(args) -> None:
     from slimformer.methods.distillation import distill, select_layers
     from slimformer.paths import check_output_dir
     from slimformer.pipeline import save
+    from slimformer.training.trainer import TrainConfig
     from slimformer.zoo import load
 
+    train = _train_settings(args, "distill", dataset=args.data)  # bad flags fail before loading
     check_output_dir(args.out, args.overwrite)
     teacher = load(args.teacher, runtime="eager")
     if args.student:
@@ -281,18 +279,6 @@ def _distill(args) -> None:
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         every = args.every if args.every or layers else 2
         student = select_layers(teacher, layers, every=None if layers else every)
-    train = {
-        "epochs": args.epochs,
-        "max_steps": args.max_steps,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "eval_every": args.eval_every,
-        "load_best": not args.keep_last,
-        "checkpoint_dir": args.checkpoint_dir,
-        "checkpoint_every": args.checkpoint_every,
-        "seed": args.seed,
-        "device": args.device,
-    }
     distill(
         student,
         teacher,
@@ -303,7 +289,7 @@ def _distill(args) -> None:
         augment=args.augment,
         max_length=args.max_length,
         holdout_fraction=args.holdout,
-        train=train,
+        train=TrainConfig.of(train, args.device),
     )
     save(student, args.out, overwrite=args.overwrite)
     print(f"saved the student to {args.out}")
@@ -316,6 +302,41 @@ def _demo(args) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------
+
+
+def _default_text(field) -> str:
+    """A setting's default as the methods table shows it (built, where a factory makes it)."""
+    return repr(field.get_default(call_default_factory=True))
+
+
+def _add_train_flags(command: argparse.ArgumentParser, method: str) -> None:
+    """One flag per training setting, as :class:`TrainSettings` lists them; unset: the method's."""
+    from slimformer.methods.catalog import method_entry
+    from slimformer.training.settings import TrainSettings
+
+    defaults = (
+        method_entry(method).config.model_fields["train"].get_default(call_default_factory=True)
+    )
+    group = command.add_argument_group(f"training (the {method} stage's train: settings)")
+    for name, field in TrainSettings.model_fields.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"train_{name}",
+            metavar=name.upper(),
+            help=f"{field.description} (default: {getattr(defaults, name)})",
+        )
+
+
+def _train_settings(args, method: str, **required):
+    """The ``train:`` settings the flags give, the method's defaults for the rest (validated)."""
+    from slimformer.methods.catalog import make_config
+    from slimformer.training.settings import TrainSettings
+
+    given = {name: getattr(args, f"train_{name}") for name in TrainSettings.model_fields}
+    train = {name: value for name, value in given.items() if value is not None}
+    if getattr(args, "keep_last", False):
+        train["load_best"] = False
+    return make_config(method, {**required, "train": train}, where="").train
 
 
 def _measure_options(args, enabled: bool = True):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from slimformer.data.batching import encode_texts
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.types import ClassificationDataset, Dataset
 from slimformer.errors import SlimformerError
@@ -103,14 +104,9 @@ def predict(
     ):
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            encoded = tokenizer(
-                batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
+            encoded = encode_texts(tokenizer, batch, max_length, device)
             logits = model_logits(
-                model(
-                    input_ids=encoded["input_ids"].to(device),
-                    attention_mask=encoded["attention_mask"].to(device),
-                )
+                model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
             )
             predictions.extend(logits.argmax(dim=-1).tolist())
             bar.update(len(batch))

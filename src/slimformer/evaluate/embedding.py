@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimformer.data.batching import encode_texts
 from slimformer.errors import SlimformerError
 from slimformer.evaluate.perplexity import inference
 
@@ -33,15 +34,9 @@ def sentence_embeddings(
     chunks = []
     with inference(model):
         for start in range(0, len(texts), batch_size):
-            encoded = tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            mask = encoded["attention_mask"].to(device)
-            output = model(input_ids=encoded["input_ids"].to(device), attention_mask=mask)
+            encoded = encode_texts(tokenizer, texts[start : start + batch_size], max_length, device)
+            mask = encoded["attention_mask"]
+            output = model(input_ids=encoded["input_ids"], attention_mask=mask)
             chunks.append(mean_pool(_hidden_states(output), mask).cpu())
     return torch.cat(chunks)
 

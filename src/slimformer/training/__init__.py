@@ -1,2 +1,3 @@
-"""Training: the trainer every training method shares, its checkpoints and precision, and the
-cached classifier fine-tune the zoo builds ``minilm-intent`` with."""
+"""Training: the one trainer every training method shares (schedules, data order, checkpoints,
+precision), the ``train:`` settings stages carry, and the classifier fine-tune that the zoo
+(``minilm-intent``) and the ``finetune`` stage run on it."""

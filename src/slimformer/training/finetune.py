@@ -20,7 +20,8 @@ import transformers
 from slimformer.data import labelled_dataset
 from slimformer.data.types import ClassificationDataset
 from slimformer.paths import atomic_dir, cache_dir
-from slimformer.training.loop import train_classifier
+from slimformer.training.classifier import PLAIN_FINETUNE, train_classifier
+from slimformer.training.settings import TrainSettings
 
 #: Bumped when the training procedure changes, which invalidates cached models.
 #: 2: the new head is initialised under the seed (it was not, so runs differed).
@@ -56,9 +57,7 @@ def finetune_cached(
     with torch.inference_mode(False), torch.enable_grad():
         torch.manual_seed(options["seed"])  # the new head's initial weights come from this
         model, tokenizer = _new_classifier(base_dir, data)
-        losses = train_classifier(
-            model, tokenizer, data.split("train"), progress=progress, **options
-        )
+        losses = _train(model, tokenizer, data, options, progress)
     with atomic_dir(target, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -71,6 +70,22 @@ def finetune_cached(
         }
         (tmp / "slimformer_finetune.json").write_text(json.dumps(record, indent=2))
     return target
+
+
+def _train(model, tokenizer, data: ClassificationDataset, options: dict, progress: bool):
+    """Train under the plain fine-tune procedure with ``options`` (the hashed settings)."""
+    options = dict(options)
+    max_length, device = options.pop("max_length"), options.pop("device", "cpu")
+    settings = TrainSettings(**{**PLAIN_FINETUNE, **options})
+    return train_classifier(
+        model,
+        tokenizer,
+        data.split("train"),
+        settings,
+        max_length=max_length,
+        device=device,
+        progress=progress,
+    )
 
 
 def _new_classifier(base_dir, data: ClassificationDataset):

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -38,48 +37,34 @@ from slimformer.training.checkpoint import (
     save_atomic,
     set_rng_states,
 )
-from slimformer.training.precision import Precision, autocast
-from slimformer.training.schedule import warmup_linear_decay
+from slimformer.training.order import epoch_order
+from slimformer.training.precision import autocast
+from slimformer.training.schedule import warmup_then
+from slimformer.training.settings import TrainSettings
 
 
-class TrainConfig(BaseModel):
-    """How to train: optimiser, schedule, batching, evaluation and checkpoints."""
+class TrainConfig(TrainSettings):
+    """:class:`TrainSettings` plus where and how loudly this run trains (not recipe settings)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    epochs: PositiveInt = 1
-    #: Stop after this many optimizer steps (overrides epochs when set).
-    max_steps: PositiveInt | None = None
-    #: A wall-clock budget: stop after the first step that ends past it (a fixed CPU
-    #: budget). The schedule still decays over the planned steps, so set max_steps to
-    #: about what fits in the budget.
-    max_minutes: PositiveFloat | None = None
-    lr: PositiveFloat = 5e-5
-    weight_decay: NonNegativeFloat = 0.01
-    #: Fraction of the optimizer steps spent warming the learning rate up.
-    warmup: float = Field(default=0.1, ge=0.0, le=1.0)
-    batch_size: PositiveInt = 16
-    #: Micro-batches whose gradients are summed before one optimizer step.
-    grad_accum: PositiveInt = 1
-    max_grad_norm: PositiveFloat | None = 1.0
-    #: Evaluate every N optimizer steps (and at the end); None: only at the end.
-    eval_every: PositiveInt | None = None
-    seed: int = 0
     device: str = "cpu"
-    precision: Precision = "auto"
-    #: Where checkpoints go; None keeps the best weights in memory and cannot resume.
-    checkpoint_dir: str | None = None
-    #: Save a resumable checkpoint every N optimizer steps (needs checkpoint_dir).
-    checkpoint_every: PositiveInt | None = None
-    #: End with the best evaluated weights rather than the last ones. Best: the best
-    #: score; among evaluations with the same score (a small validation split makes
-    #: accuracy saturate), the one with the lower validation loss; still tied: the earlier.
-    load_best: bool = True
     progress: bool = True
 
+    @classmethod
+    def of(cls, settings: TrainSettings, device: str = "cpu", progress: bool = True) -> TrainConfig:
+        """A stage's ``train:`` settings, run on ``device``."""
+        return cls(**settings.model_dump(), device=device, progress=progress)
+
     def resume_key(self) -> dict[str, Any]:
-        """The settings a resumed run must share (not where or how loudly it runs)."""
-        return self.model_dump(exclude={"checkpoint_dir", "progress", "device"})
+        """The settings a resumed run must share (not where or how loudly it runs).
+
+        Settings added after checkpoints existed are left out while at their
+        defaults, so those checkpoints still resume.
+        """
+        key = self.model_dump(exclude={"checkpoint_dir", "progress", "device"})
+        for name in ("schedule", "shuffle"):
+            if key[name] == TrainSettings.model_fields[name].default:
+                del key[name]
+        return key
 
 
 @dataclass
@@ -149,8 +134,11 @@ class Trainer:
         groups = list(param_groups) if param_groups is not None else [{"params": self.params}]
         self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.total_steps = self._total_steps()
-        self.scheduler = warmup_linear_decay(
-            self.optimizer, self.total_steps, round(config.warmup * self.total_steps)
+        self.scheduler = warmup_then(
+            config.schedule,
+            self.optimizer,
+            self.total_steps,
+            round(config.warmup * self.total_steps),
         )
         self.step = 0
         self.losses: list[float] = []
@@ -175,10 +163,9 @@ class Trainer:
     def _micro_batch(self, position: int) -> list[int]:
         """The item indices of micro-batch ``position`` in the seeded stream."""
         epoch, within = divmod(position, self.batches_per_epoch)
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.n_items, generator=generator)
+        order = epoch_order(self.config.shuffle, self.config.seed, epoch, self.n_items)
         size = self.config.batch_size
-        return order[within * size : (within + 1) * size].tolist()
+        return list(order[within * size : (within + 1) * size])
 
     # -- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainResult:

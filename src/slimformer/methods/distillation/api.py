@@ -48,6 +48,7 @@ from slimformer.methods.distillation.teacher_cache import (
 from slimformer.methods.distillation.validation import accuracy_and_loss, heldout_loss, token_loss
 from slimformer.model import SlimModel
 from slimformer.training.precision import autocast
+from slimformer.training.settings import TrainSettings
 from slimformer.training.trainer import Callback, TrainConfig, Trainer, TrainResult
 
 
@@ -69,7 +70,7 @@ def distill(
     Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
     ``augment`` (this many perturbed copies of each labelled train text, which
     the teacher labels: in-domain transfer text, see :mod:`.augment`),
-    ``train`` (a :class:`TrainConfig` or its settings), ``max_length``,
+    ``train`` (a :class:`TrainConfig`, :class:`TrainSettings` or their settings), ``max_length``,
     ``holdout_fraction`` (of the train split held out for evaluation when the
     data has no validation split; larger: a finer score, less to train on),
     ``max_items`` (LM windows), ``cache_teacher`` (store the frozen teacher's
@@ -89,7 +90,7 @@ def run_distillation(
     transfer: Any = None,
     transfer_limit: int | None = None,
     augment: int | None = None,
-    train: TrainConfig | dict | None = None,
+    train: TrainSettings | dict | None = None,
     max_length: int = 64,
     holdout_fraction: float = 0.1,
     max_items: int | None = None,
@@ -101,7 +102,7 @@ def run_distillation(
     student, teacher = _slim(student), _slim(teacher)
     check_pair(student, teacher)
     configs = parse_losses(losses)
-    train = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+    train = _train_config(train)
     transfer_data = TransferData(transfer, transfer_limit, augment)
     items, held, evaluate = _data(
         student, data, transfer_data, max_length, holdout_fraction, max_items, train
@@ -148,6 +149,14 @@ def run_distillation(
     student.model.eval()
     student.refresh_adapter()
     return DistillRun(student, result)
+
+
+def _train_config(train: TrainSettings | dict | None) -> TrainConfig:
+    if isinstance(train, TrainConfig):
+        return train
+    if isinstance(train, TrainSettings):  # a stage's train: block, run on the CPU
+        return TrainConfig.of(train)
+    return TrainConfig(**(train or {}))
 
 
 def _slim(model: SlimModel | str | os.PathLike) -> SlimModel:

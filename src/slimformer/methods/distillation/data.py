@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from slimformer.data.batching import encode_labelled
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset
@@ -104,15 +105,11 @@ class Collator:
             return Batch(
                 _to(inputs, self.device), inputs["input_ids"].to(self.device), list(indices)
             )
-        encoded = self.tokenizer(
-            [item.text for item in chosen],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
+        texts, labels = [item.text for item in chosen], [item.label for item in chosen]
+        inputs, targets = encode_labelled(
+            self.tokenizer, texts, labels, self.max_length, self.device
         )
-        labels = torch.tensor([item.label for item in chosen], device=self.device)
-        return Batch(_to(dict(encoded), self.device), labels, list(indices))
+        return Batch(inputs, targets, list(indices))
 
 
 def _to(inputs: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:

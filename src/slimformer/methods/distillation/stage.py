@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveInt
 
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, register_method
@@ -19,10 +19,30 @@ from slimformer.methods.distillation.losses import AnyLoss, LogitsKD
 from slimformer.methods.distillation.teacher_cache import CacheDtype
 from slimformer.methods.students.layer_selection import choose_layers, cut_layers
 from slimformer.model import SlimModel
-from slimformer.training.precision import Precision
+from slimformer.training.settings import TrainedStage, TrainSettings, train_field
+from slimformer.training.trainer import TrainConfig
+
+#: The ``train:`` block's defaults for this stage.
+TRAIN_DEFAULTS = {"epochs": 3, "lr": 1e-4, "batch_size": 32}
+#: Training settings version 1 recipes wrote flat in the stage.
+FLAT_KEYS = (
+    "epochs",
+    "max_steps",
+    "max_minutes",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "warmup",
+    "eval_every",
+    "load_best",
+    "seed",
+    "precision",
+    "checkpoint_dir",
+    "checkpoint_every",
+)
 
 
-class Distill(MethodConfig):
+class Distill(TrainedStage, MethodConfig):
     """Distil the original model (or a named teacher) into the model as it is now."""
 
     method = "distill"
@@ -40,24 +60,11 @@ class Distill(MethodConfig):
     teacher: str | None = None
     max_length: PositiveInt = 64
     max_items: PositiveInt | None = None
-    epochs: PositiveInt = 3
-    max_steps: PositiveInt | None = None
-    #: Wall-clock budget in minutes (a fixed CPU budget); pair it with max_steps.
-    max_minutes: PositiveFloat | None = None
-    lr: PositiveFloat = 1e-4
-    batch_size: PositiveInt = 32
-    grad_accum: PositiveInt = 1
-    warmup: float = Field(default=0.1, ge=0.0, le=1.0)
-    eval_every: PositiveInt | None = None
+    train: TrainSettings = train_field(**TRAIN_DEFAULTS)
+    flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
     #: Fraction of the train split held out to score checkpoints when the data has no
     #: validation split (never the test split); larger scores more finely, trains on less.
     holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    #: End with the best-scoring weights (ties: lower validation loss); False: the last.
-    load_best: bool = True
-    seed: int = 0
-    precision: Precision = "auto"
-    checkpoint_dir: str | None = None
-    checkpoint_every: PositiveInt | None = None
     #: Store the frozen teacher's outputs on disk: computed once, reused by later epochs/runs.
     cache_teacher: bool = False
     #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
@@ -69,24 +76,6 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
     teacher = _teacher(config, context)
     if config.layers is not None:
         cut_layers(slim, choose_layers(len(slim.adapter.layers()), config.layers, None))
-    train = {
-        key: getattr(config, key)
-        for key in (
-            "epochs",
-            "max_steps",
-            "max_minutes",
-            "lr",
-            "batch_size",
-            "grad_accum",
-            "warmup",
-            "eval_every",
-            "seed",
-            "precision",
-            "checkpoint_dir",
-            "checkpoint_every",
-            "load_best",
-        )
-    }
     run_distillation(
         slim,
         teacher,
@@ -100,7 +89,7 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
         holdout_fraction=config.holdout_fraction,
         cache_teacher=config.cache_teacher,
         cache_dtype=config.cache_dtype,
-        train={**train, "device": context.device, "progress": context.progress},
+        train=TrainConfig.of(config.train, context.device, context.progress),
     )
 
 

@@ -1,31 +1,39 @@
 """The ``finetune`` recipe stage: train the model as it is now on a labelled dataset.
 
 Placed after a compression stage it recovers accuracy; its float weights
-train while compressed modules (int8 buffers) stay as they are.
+train while compressed modules (int8 buffers) stay as they are. It trains
+by the plain fine-tune procedure (constant lr, no warm-up or clipping, fp32),
+so its defaults reproduce the numbers recipes have always given.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from typing import ClassVar
+
+from pydantic import Field, PositiveInt
 
 from slimformer.data import labelled_dataset
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
-from slimformer.training.loop import train_classifier
+from slimformer.training.classifier import PLAIN_FINETUNE, train_classifier
+from slimformer.training.settings import TrainedStage, TrainSettings, train_field
+
+#: The ``train:`` block's defaults for this stage.
+TRAIN_DEFAULTS = {**PLAIN_FINETUNE, "epochs": 1, "lr": 2e-5, "batch_size": 16, "seed": 0}
+#: Training settings version 1 recipes wrote flat in the stage.
+FLAT_KEYS = ("epochs", "lr", "batch_size", "seed")
 
 
-class Finetune(MethodConfig):
+class Finetune(TrainedStage, MethodConfig):
     """Fine-tune the model on a labelled dataset (recovery after compression)."""
 
     method = "finetune"
     family = "training"
 
     dataset: str = Field(description="A labelled dataset name or .jsonl/.csv path.")
-    epochs: PositiveInt = 1
-    lr: PositiveFloat = 2e-5
-    batch_size: PositiveInt = 16
     max_length: PositiveInt = 64
-    seed: int = 0
+    train: TrainSettings = train_field(**TRAIN_DEFAULTS)
+    flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
 
 
 @register_method(Finetune)
@@ -35,11 +43,8 @@ def apply_finetune(slim: SlimModel, config: Finetune, context: StageContext) -> 
         slim.model,
         slim.tokenizer,
         data.split("train"),
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
+        config.train,
         max_length=config.max_length,
-        seed=config.seed,
         device=context.device,
         progress=context.progress,
     )

@@ -21,7 +21,7 @@ values), so the saved model shrinks with sparsity like one-shot pruning's.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
@@ -32,9 +32,16 @@ from slimformer.methods.movement.training import train_with_masks
 from slimformer.methods.pruning.replace import install_pruned
 from slimformer.methods.selection import LinearSelection
 from slimformer.model import SlimModel
+from slimformer.training.settings import TrainedStage, TrainSettings, train_field
+
+#: The ``train:`` block's defaults: no held-out score here, and an earlier (less sparse)
+#: state must never win, so the last weights are kept.
+TRAIN_DEFAULTS = {"epochs": 10, "lr": 1e-4, "batch_size": 16, "seed": 0, "load_best": False}
+#: Training settings version 1 recipes wrote flat in the stage.
+FLAT_KEYS = ("epochs", "lr", "batch_size", "seed")
 
 
-class Movement(LinearSelection):
+class Movement(TrainedStage, LinearSelection):
     """Movement pruning while fine-tuning a classifier (learned scores, cubic schedule)."""
 
     method = "movement"
@@ -49,14 +56,13 @@ class Movement(LinearSelection):
     )
     variant: Literal["hard", "soft", "magnitude"] = "hard"
     dataset: str = Field(description="A labelled dataset name or .jsonl/.csv path.")
-    epochs: PositiveInt = 10
-    lr: PositiveFloat = 1e-4
+    train: TrainSettings = train_field(**TRAIN_DEFAULTS)
+    flat_train_keys: ClassVar[tuple[str, ...]] = FLAT_KEYS
     score_lr: PositiveFloat = Field(default=1e-2, description="Learning rate of the scores.")
     score_init: Literal["zeros", "magnitude"] = Field(
         default="zeros",
         description="Initial scores: equal (the paper) or |W| / mean |W| of the layer.",
     )
-    batch_size: PositiveInt = 16
     max_length: PositiveInt = 64
     warmup_fraction: float = Field(
         default=0.1, ge=0, le=1, description="Share of steps before pruning starts."
@@ -68,7 +74,6 @@ class Movement(LinearSelection):
         default=0.1, gt=0, lt=1, description="Final sigmoid(score) threshold (soft)."
     )
     l1: NonNegativeFloat = Field(default=1.0, description="Weight of the L1 on sigmoid (soft).")
-    seed: int = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> Movement:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 
 from slimformer.data import labelled_dataset
-from slimformer.methods.distillation.data import Batch, Collator, Item
 from slimformer.methods.movement.masked_weight import MovementMask, score_parameters, set_level
 from slimformer.methods.movement.schedule import cubic_sparsity
 from slimformer.model import SlimModel
+from slimformer.training.classifier import LabelledBatch, classifier_loss, example_collator
 from slimformer.training.trainer import TrainConfig, Trainer, TrainResult
 
 
@@ -39,17 +39,9 @@ def train_with_masks(
     slim: SlimModel, masks: dict[str, MovementMask], config, device: str, progress: bool
 ) -> TrainResult:
     """Fine-tune ``slim`` on ``config.dataset`` while the masks follow the schedule."""
-    data = labelled_dataset(config.dataset)
-    items = [Item(text=e.text, label=e.label) for e in data.split("train")]
-    train = TrainConfig(
-        epochs=config.epochs,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        device=device,
-        progress=progress,
-        load_best=False,  # an earlier, less sparse state must never win
-    )
+    examples = labelled_dataset(config.dataset).split("train")
+    # load_best stays off whatever the block says: an earlier, less sparse state must never win
+    train = TrainConfig.of(config.train.model_copy(update={"load_best": False}), device, progress)
     final = config.threshold if config.variant == "soft" else config.sparsity
     scores = score_parameters(masks)
     score_ids = {id(p) for p in scores}
@@ -60,8 +52,8 @@ def train_with_masks(
 
     model = slim.model
 
-    def loss_fn(batch: Batch) -> torch.Tensor:
-        loss = model(**batch.inputs, labels=batch.labels).loss
+    def loss_fn(batch: LabelledBatch) -> torch.Tensor:
+        loss = classifier_loss(model, batch)
         if config.variant == "soft" and config.l1 > 0:
             level = next(iter(masks.values())).level
             loss = loss + config.l1 * (level / final) * _mean_density(scores)
@@ -70,8 +62,8 @@ def train_with_masks(
     trainer = Trainer(
         model,
         loss_fn,
-        len(items),
-        Collator(items, slim.tokenizer, config.max_length, device),
+        len(examples),
+        example_collator(slim.tokenizer, examples, config.max_length, device),
         train,
         desc=f"movement ({config.variant})",
         param_groups=groups,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from slimformer.calibration.run import stage_windows
 from slimformer.calibration.spec import CalibrationSpec
+from slimformer.data.batching import encode_examples
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext
 from slimformer.model import SlimModel
@@ -79,15 +80,8 @@ def _labelled_batches(slim: SlimModel, settings: StructuredSettings) -> list[Sco
     batches = []
     for start in range(0, len(examples), settings.batch_size):
         chunk = examples[start : start + settings.batch_size]
-        encoded = slim.tokenizer(
-            [ex.text for ex in chunk],
-            padding=True,
-            truncation=True,
-            max_length=settings.max_length,
-            return_tensors="pt",
-        )
-        labels = torch.tensor([ex.label for ex in chunk])
-        batches.append(ScoringBatch(dict(encoded), labels, encoded["attention_mask"].bool()))
+        inputs, labels = encode_examples(slim.tokenizer, chunk, settings.max_length)
+        batches.append(ScoringBatch(inputs, labels, inputs["attention_mask"].bool()))
     return batches
 
 
