@@ -22,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 __version__ = "0.1.0"
 
 from slimformer.errors import SlimformerError
+from slimformer.methods.pruning import Magnitude, SparseGPT, Wanda, prune_
 from slimformer.methods.quantization import (
     AWQ,
     GPTQ,
@@ -34,11 +35,6 @@ from slimformer.methods.quantization import (
     SmoothQuant,
     quantize_,
 )
-
-# isort: split
-# After quantization: slimformer.nn imports the quantization grid, and that package must
-# finish initialising before another method family pulls slimformer.nn in.
-from slimformer.methods.pruning import Magnitude, SparseGPT, Wanda, prune_
 from slimformer.methods.structured import DropLayers, PruneHeads, PruneNeurons, prune_structure_
 from slimformer.model import SlimModel
 from slimformer.zoo import list_models, load
