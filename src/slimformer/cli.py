@@ -140,6 +140,10 @@ def _distill_parser(sub) -> None:
     command.add_argument("--seed", type=int, default=0)
     command.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    command.add_argument("--eval", help="dataset to evaluate on before and after")
+    command.add_argument("--no-measure", action="store_true", help="skip size/speed/energy")
+    _add_runtime_flag(command)
+    _add_measure_flags(command)
 
 
 # -- handlers --------------------------------------------------------------------
@@ -268,20 +272,65 @@ def _measure(args) -> None:
 
 
 def _distill(args) -> None:
-    from slimformer.methods.distillation import distill, select_layers
+    """One ``distill`` stage run like ``compress``: model, recipe.yaml and report in --out."""
     from slimformer.paths import check_output_dir
-    from slimformer.pipeline import save
-    from slimformer.zoo import load
+    from slimformer.pipeline import compress
+    from slimformer.report import print_table
 
     check_output_dir(args.out, args.overwrite)
-    teacher = load(args.teacher, runtime="eager")
+    model, recipe = _distill_run(args)
+    report = compress(
+        model,
+        recipe,
+        args.out,
+        eval=args.eval,
+        measure=_measure_options(args, enabled=not args.no_measure),
+        overwrite=args.overwrite,
+        device=args.device,
+        runtime=args.runtime,
+    )
+    print_table(report)
+    print(f"saved the student to {args.out} (model, recipe.yaml, report.json, report.md)")
+
+
+def _distill_run(args):
+    """(the model the recipe starts from, the one-stage recipe) for ``slimformer distill``.
+
+    With --student the recipe starts from the student and names the teacher;
+    otherwise it starts from the teacher, whose kept original teaches the
+    layers the stage cuts it down to (--layers, or one in every --every).
+    """
+    from slimformer.methods.catalog import make_config
+    from slimformer.methods.distillation import parse_losses
+    from slimformer.methods.distillation.select_layers import choose_layers
+    from slimformer.recipe import Recipe
+    from slimformer.zoo import load
+
+    losses = parse_losses([name.strip() for name in args.losses.split(",") if name.strip()])
+    settings = {
+        "dataset": args.data,
+        "losses": [loss.model_dump(mode="json") for loss in losses],
+        "transfer": args.transfer,
+        "transfer_limit": args.transfer_limit,
+        "augment": args.augment,
+        "max_length": args.max_length,
+        "holdout_fraction": args.holdout,
+        **_distill_train(args),
+    }
     if args.student:
-        student = load(args.student, runtime="eager")
+        model, settings["teacher"] = args.student, args.teacher
     else:
+        model = load(args.teacher)
         layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-        every = args.every if args.every or layers else 2
-        student = select_layers(teacher, layers, every=None if layers else every)
-    train = {
+        every = None if layers else (args.every or 2)
+        settings["layers"] = choose_layers(len(model.adapter.layers()), layers, every)
+    config = make_config("distill", settings, where="slimformer distill: ")
+    return model, Recipe(stages=[config], name="distill")
+
+
+def _distill_train(args) -> dict:
+    """The training settings of ``slimformer distill``, as the Distill config names them."""
+    return {
         "epochs": args.epochs,
         "max_steps": args.max_steps,
         "lr": args.lr,
@@ -291,22 +340,7 @@ def _distill(args) -> None:
         "checkpoint_dir": args.checkpoint_dir,
         "checkpoint_every": args.checkpoint_every,
         "seed": args.seed,
-        "device": args.device,
     }
-    distill(
-        student,
-        teacher,
-        args.data,
-        losses=[name.strip() for name in args.losses.split(",") if name.strip()],
-        transfer=args.transfer,
-        transfer_limit=args.transfer_limit,
-        augment=args.augment,
-        max_length=args.max_length,
-        holdout_fraction=args.holdout,
-        train=train,
-    )
-    save(student, args.out, overwrite=args.overwrite)
-    print(f"saved the student to {args.out}")
 
 
 def _demo(args) -> None:

@@ -20,9 +20,11 @@ from slimformer.methods.distillation.losses import (
 )
 from slimformer.methods.distillation.narrow import narrow
 from slimformer.methods.distillation.select_layers import select_layers
+from slimformer.methods.distillation.stage import Distill
 
 __all__ = [
     "AttentionMSE",
+    "Distill",
     "DistillRun",
     "HiddenCosine",
     "HiddenMSE",
