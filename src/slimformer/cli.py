@@ -67,10 +67,10 @@ def _add_runtime_flag(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_measure_flags(command: argparse.ArgumentParser) -> None:
+def _add_measure_flags(command: argparse.ArgumentParser, warmup_flag: str = "--warmup") -> None:
     command.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     command.add_argument("--runs", type=int, default=20, help="timed runs per shape")
-    command.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    command.add_argument(warmup_flag, dest="warmup", type=int, default=3, help="untimed runs first")
     command.add_argument(
         "--shapes", default="1x64,32x128", help="batch x sequence shapes to time (1x64,32x128)"
     )
@@ -143,7 +143,7 @@ def _distill_parser(sub) -> None:
     command.add_argument("--eval", help="dataset to evaluate on before and after")
     command.add_argument("--no-measure", action="store_true", help="skip size/speed/energy")
     _add_runtime_flag(command)
-    _add_measure_flags(command)
+    _add_measure_flags(command, warmup_flag="--measure-warmup")  # --warmup: kept for training
 
 
 # -- handlers --------------------------------------------------------------------
