@@ -157,3 +157,23 @@ def test_configs_are_frozen():
     config = make_config("int8_dynamic", {})
     with pytest.raises(ValidationError):
         config.include = ["*"]
+
+
+@pytest.mark.parametrize("name", sorted(registered_methods()))
+def test_recipe_from_a_newer_version_is_refused(name):
+    entry = registered_methods()[name]
+    current = entry.config.current_version()
+    stage = {"method": name, **REQUIRED.get(name, {}), "version": current + 1}
+    with pytest.raises(SlimformerError) as caught:
+        Recipe.from_dict({"stages": [{"method": "int8_dynamic"}, stage]})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"stage 2: {name}: recipe version {current + 1} is newer than" in message
+    assert f"this slimformer's {name} version {current}" in message
+    assert f"upgrade slimformer or write version: {current}" in message
+
+
+def test_current_and_older_versions_still_read():
+    assert make_config("gptq", {"version": 2}).version == 2  # gptq is at version 2
+    assert make_config("gptq", {"version": 1}).version == 1  # read as written, migrated
+    assert make_config("int8_dynamic", {"version": 1}).version == 1

@@ -316,5 +316,9 @@ def test_the_verb_is_a_plain_function_the_package_cannot_shadow():
     import slimformer.methods.distillation.data  # a submodule import sets package attributes
 
     assert inspect.isfunction(slimformer.distill)
-    assert slimformer.distill is slimformer.methods.distillation.distill
+    import slimformer.pipeline
+
+    # The top-level verb is the pipeline's wrapper (it also loads models given by name).
+    assert slimformer.distill is slimformer.pipeline.distill
+    assert inspect.isfunction(slimformer.methods.distillation.distill)
     assert not callable(slimformer.methods.distillation)

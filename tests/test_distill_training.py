@@ -197,6 +197,101 @@ def test_cli_distill_saves_a_student(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path
     args = ["distill", str(tiny_bert_cls_dir), "--data", str(tiny_cls_jsonl), "--out", str(out)]
     assert main([*args, "--layers", "1", "--max-steps", "1", "--batch-size", "4"]) == 0
     assert slimformer.load(out).config.num_hidden_layers == 1
+    assert f"saved the student to {out}" in capsys.readouterr().out
+    # It ran as a one-stage recipe, written out with its report like compress writes them.
+    assert {"recipe.yaml", "report.json", "report.md"} <= {p.name for p in out.iterdir()}
+    recipe = slimformer.Recipe.load(out / "recipe.yaml")
+    [stage] = recipe.stages
+    assert stage.method == "distill" and stage.layers == [1] and stage.teacher is None
+    assert stage.train.max_steps == 1 and stage.train.batch_size == 4
+    assert stage.dataset == str(tiny_cls_jsonl)
+    report = json.loads((out / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["distill"]
+    assert (
+        report["before"]["measurement"]["size"]["params_total"]
+        > (report["after"]["measurement"]["size"]["params_total"])
+    )
     args[-1] = str(tmp_path / "other")
     assert main([*args, "--layers", "1", "--losses", "hiden"]) == 2
     assert "unknown loss 'hiden'" in capsys.readouterr().err
+
+
+# -- the verb: a typed config and a teacher ------------------------------------------
+
+
+def _same_weights(a, b) -> bool:
+    one, two = a.model.state_dict(), b.model.state_dict()
+    return one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
+
+
+def test_distill_verb_takes_its_config_and_a_teacher(pair, tiny_cls_jsonl):
+    from slimformer.methods.distillation import Distill
+
+    teacher, student = pair
+    expected, untrained = copy.deepcopy(student), copy.deepcopy(student)
+    # Distill's defaults: 3 epochs of one 32-item batch at lr 1e-4, the best of them kept.
+    run_distillation(
+        expected,
+        teacher,
+        tiny_cls_jsonl,
+        ["logits"],
+        train={"epochs": 3, "lr": 1e-4, "batch_size": 32, "progress": False},
+    )
+    config = Distill(dataset=str(tiny_cls_jsonl))
+    returned = slimformer.distill(student, config, teacher=teacher, progress=False)
+    assert returned is student and not _same_weights(student, untrained)
+    assert _same_weights(student, expected)  # the same code as the recipe stage and the engine
+    assert student.compression["methods"][-1]["method"] == "distill"
+
+
+def test_distill_verb_loads_names_and_cuts_layers(tiny_bert_cls_dir, tiny_cls_jsonl):
+    from slimformer.methods.distillation import Distill
+
+    config = Distill(dataset=str(tiny_cls_jsonl), layers=[1], teacher=str(tiny_bert_cls_dir))
+    student = slimformer.distill(str(tiny_bert_cls_dir), config, progress=False)
+    assert student.config.num_hidden_layers == 1
+
+
+def test_distill_verb_needs_a_teacher(pair, tiny_cls_jsonl):
+    from slimformer.methods.distillation import Distill, distill
+
+    _, student = pair
+    with pytest.raises(SlimformerError, match="distill needs a teacher"):
+        slimformer.distill(student, Distill(dataset=str(tiny_cls_jsonl)))
+    with pytest.raises(SlimformerError, match="the config names 'x'"):
+        distill(student, Distill(dataset=str(tiny_cls_jsonl), teacher="x"))
+
+
+def test_old_distill_call_warns_and_still_works(pair, tiny_cls_jsonl, tiny_bert_cls_dir):
+    from slimformer.methods.distillation import distill
+
+    teacher, student = pair
+    expected = copy.deepcopy(student)
+    settings = {"losses": ["logits"], "train": _train(max_steps=2)}
+    run_distillation(expected, teacher, tiny_cls_jsonl, **settings)
+    with pytest.warns(DeprecationWarning, match="Distill"):
+        returned = slimformer.distill(student, teacher, tiny_cls_jsonl, **settings)
+    assert returned is student and _same_weights(student, expected)
+    with pytest.warns(DeprecationWarning):  # names load in slimformer.distill, as before
+        named = slimformer.distill(
+            str(tiny_bert_cls_dir), str(tiny_bert_cls_dir), tiny_cls_jsonl, **settings
+        )
+    assert named.config.num_hidden_layers == teacher.config.num_hidden_layers
+    with (
+        pytest.raises(SlimformerError, match="takes loaded models"),
+        pytest.warns(DeprecationWarning),
+    ):
+        distill(student, str(tiny_bert_cls_dir), tiny_cls_jsonl, **settings)
+
+
+def test_cli_distill_from_a_given_student(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path):
+    from slimformer.cli import main
+
+    out = tmp_path / "student"
+    teacher, data = str(tiny_bert_cls_dir), str(tiny_cls_jsonl)
+    args = ["distill", teacher, "--data", data, "--out", str(out), "--student", teacher]
+    assert main([*args, "--max-steps", "1", "--no-measure", "--eval", data]) == 0
+    [stage] = slimformer.Recipe.load(out / "recipe.yaml").stages
+    assert stage.teacher == teacher and stage.layers is None  # the pipeline loaded it
+    report = json.loads((out / "report.json").read_text())
+    assert report["after"]["eval"]["metric"] == "accuracy" and "measurement" not in report["after"]

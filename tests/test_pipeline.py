@@ -178,3 +178,121 @@ def test_evaluate_verb_after_submodule_imports(tiny_bert_cls_dir, tiny_cls_jsonl
     slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
     result = slimformer.evaluate(slim, str(tiny_cls_jsonl), progress=False)
     assert result["metric"] == "accuracy" and result["metrics"]["n"] == 6
+
+
+# -- the public pieces compress is made of ------------------------------------------
+
+
+def test_pieces_compose_like_compress(tiny_bert_cls_dir, int8_recipe, tiny_cls_jsonl, tmp_path):
+    from slimformer.recipe import Recipe
+    from slimformer.report import build_report
+
+    data = str(tiny_cls_jsonl)
+    whole = compress(tiny_bert_cls_dir, int8_recipe, tmp_path / "whole", eval=data, measure=OFF)
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    before = slimformer.assess(slim, data, measure=False, progress=False)
+    assert isinstance(before, slimformer.Assessment)
+    assert before.runtime == "eager" and before.measurement is None
+    assert before.eval["metric"] == "accuracy" and before.eval["metrics"]["n"] == 6
+    assert set(before.to_dict()) == {"runtime", "eval"}
+    recipe = Recipe.load(int8_recipe)
+    timings = slimformer.run_recipe(slim, recipe, progress=False)
+    assert [t["stage"] for t in timings] == ["int8_dynamic"] and timings[0]["seconds"] >= 0
+    assert len(compressed_modules(slim.model)) > 0  # in memory, nothing saved yet
+    after = slimformer.assess(slim, data, measure=False, progress=False)
+    report = build_report(slim, recipe, before.to_dict(), after.to_dict(), timings, OFF)
+    out = slimformer.save_run(slim, recipe, tmp_path / "pieces", report)
+
+    assert {p.name for p in out.iterdir()} >= OUTPUT_FILES
+    assert Recipe.load(out / "recipe.yaml").to_dict() == recipe.to_dict()
+    saved = json.loads((out / "report.json").read_text())
+    for key in ("before", "after", "comparison", "recipe", "model", "task"):
+        assert saved[key] == whole[key], key
+
+
+def test_assess_measures_without_saving(tiny_bert_cls_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    found = slimformer.assess(slim, measure=FAST, progress=False)
+    assert found.eval is None and found.reference is None
+    assert found.measurement.size.disk_bytes > 0
+    assert [(lat.batch, lat.seq_len) for lat in found.measurement.latency] == [(1, 8)]
+    assert set(found.to_dict()) == {"runtime", "measurement"}
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture()
+def taught(monkeypatch):
+    """Record the teacher each distill stage is handed, instead of training."""
+    from slimformer.methods.distillation import stage
+
+    teachers = []
+    monkeypatch.setattr(
+        stage, "run_distillation", lambda _s, teacher, *a, **k: teachers.append(teacher)
+    )
+    return teachers
+
+
+def _distill_stage(data, **settings) -> dict:
+    return {"method": "distill", "dataset": str(data), **settings}
+
+
+def test_run_recipe_resolves_the_teacher(tiny_bert_cls_dir, tiny_cls_jsonl, taught):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    slimformer.run_recipe(slim, [_distill_stage(tiny_cls_jsonl)], progress=False)
+    original = taught.pop()  # the model as it was before the recipe: a copy
+    assert original is not slim and original.name == slim.name
+
+    given = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    slimformer.run_recipe(slim, [_distill_stage(tiny_cls_jsonl)], teacher=given, progress=False)
+    assert taught.pop() is given
+
+    named = _distill_stage(tiny_cls_jsonl, teacher=str(tiny_bert_cls_dir))
+    slimformer.run_recipe(slim, [{"method": "int8_dynamic"}, named], progress=False)
+    loaded = taught.pop()  # loaded by the pipeline, named as the stage names it
+    assert loaded is not slim and loaded.name == str(tiny_bert_cls_dir)
+    assert compressed_modules(loaded.model) == {}  # not the int8 model of stage 1
+
+
+def test_a_named_teacher_needs_no_copy_of_the_original(tiny_bert_cls_dir, tiny_cls_jsonl):
+    from slimformer.pipeline import keep_original
+    from slimformer.recipe import Recipe
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    named = Recipe.load([_distill_stage(tiny_cls_jsonl, teacher="elsewhere")])
+    assert keep_original(slim, named) is None
+    assert keep_original(slim, Recipe.load([_distill_stage(tiny_cls_jsonl)])) is not None
+
+
+def test_a_missing_teacher_is_one_line(tiny_bert_cls_dir, tiny_cls_jsonl, tmp_path, taught):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    stage = _distill_stage(tiny_cls_jsonl, teacher=str(tmp_path / "no-such-teacher"))
+    with pytest.raises(SlimformerError) as caught:
+        slimformer.run_recipe(slim, [stage], progress=False)
+    assert str(caught.value).startswith("stage 1 (distill): teacher ")
+    assert "\n" not in str(caught.value) and taught == []
+
+
+def test_the_distill_stage_never_loads_a_model(tiny_bert_cls_dir, tiny_cls_jsonl, taught):
+    from slimformer.methods.apply import apply_method
+    from slimformer.methods.distillation import Distill
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    config = Distill(dataset=str(tiny_cls_jsonl), teacher=str(tiny_bert_cls_dir))
+    with pytest.raises(SlimformerError, match="handed no teacher"):
+        apply_method(slim, config, progress=False)
+    assert taught == []
+
+
+def test_no_method_imports_the_loader():
+    """Stages get their models from the pipeline; methods/ never reaches back into the zoo."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(slimformer.__file__).parent / "methods"
+    pattern = re.compile(
+        r"^\s*(from slimformer(\.zoo| import .*\bzoo\b)|import slimformer\.zoo)", re.M
+    )
+    offenders = [p.name for p in root.rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []

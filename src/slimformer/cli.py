@@ -70,10 +70,10 @@ def _add_runtime_flag(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_measure_flags(command: argparse.ArgumentParser) -> None:
+def _add_measure_flags(command: argparse.ArgumentParser, warmup_flag: str = "--warmup") -> None:
     command.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     command.add_argument("--runs", type=int, default=20, help="timed runs per shape")
-    command.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    command.add_argument(warmup_flag, dest="warmup", type=int, default=3, help="untimed runs first")
     command.add_argument(
         "--shapes", default="1x64,32x128", help="batch x sequence shapes to time (1x64,32x128)"
     )
@@ -136,6 +136,10 @@ def _distill_parser(sub) -> None:
     _add_train_flags(command, "distill")
     command.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     command.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    command.add_argument("--eval", help="dataset to evaluate on before and after")
+    command.add_argument("--no-measure", action="store_true", help="skip size/speed/energy")
+    _add_runtime_flag(command)
+    _add_measure_flags(command, warmup_flag="--measure-warmup")  # --warmup: the training's
 
 
 # -- handlers --------------------------------------------------------------------
@@ -264,35 +268,61 @@ def _measure(args) -> None:
 
 
 def _distill(args) -> None:
-    from slimformer.methods.distillation import distill, select_layers
+    """One ``distill`` stage run like ``compress``: model, recipe.yaml and report in --out."""
     from slimformer.paths import check_output_dir
-    from slimformer.pipeline import save
-    from slimformer.training.trainer import TrainConfig
-    from slimformer.zoo import load
+    from slimformer.pipeline import compress
+    from slimformer.report import print_table
 
     train = _train_settings(args, "distill", dataset=args.data)  # bad flags fail before loading
     check_output_dir(args.out, args.overwrite)
-    teacher = load(args.teacher, runtime="eager")
-    if args.student:
-        student = load(args.student, runtime="eager")
-    else:
-        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-        every = args.every if args.every or layers else 2
-        student = select_layers(teacher, layers, every=None if layers else every)
-    distill(
-        student,
-        teacher,
-        args.data,
-        losses=[name.strip() for name in args.losses.split(",") if name.strip()],
-        transfer=args.transfer,
-        transfer_limit=args.transfer_limit,
-        augment=args.augment,
-        max_length=args.max_length,
-        holdout_fraction=args.holdout,
-        train=TrainConfig.of(train, args.device),
+    model, recipe = _distill_run(args, train)
+    report = compress(
+        model,
+        recipe,
+        args.out,
+        eval=args.eval,
+        measure=_measure_options(args, enabled=not args.no_measure),
+        overwrite=args.overwrite,
+        device=args.device,
+        runtime=args.runtime,
     )
-    save(student, args.out, overwrite=args.overwrite)
-    print(f"saved the student to {args.out}")
+    print_table(report)
+    print(f"saved the student to {args.out} (model, recipe.yaml, report.json, report.md)")
+
+
+def _distill_run(args, train):
+    """(the model the recipe starts from, the one-stage recipe) for ``slimformer distill``.
+
+    With --student the recipe starts from the student and names the teacher;
+    otherwise it starts from the teacher, whose kept original teaches the
+    layers the stage cuts it down to (--layers, or one in every --every).
+    """
+    from slimformer.methods.catalog import make_config
+    from slimformer.methods.distillation import parse_losses
+    from slimformer.methods.students import choose_layers
+    from slimformer.recipe import Recipe
+    from slimformer.zoo import load
+
+    losses = parse_losses([name.strip() for name in args.losses.split(",") if name.strip()])
+    settings = {
+        "dataset": args.data,
+        "losses": [loss.model_dump(mode="json") for loss in losses],
+        "transfer": args.transfer,
+        "transfer_limit": args.transfer_limit,
+        "augment": args.augment,
+        "max_length": args.max_length,
+        "holdout_fraction": args.holdout,
+        "train": train,
+    }
+    if args.student:
+        model, settings["teacher"] = args.student, args.teacher
+    else:
+        model = load(args.teacher)
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+        every = None if layers else (args.every or 2)
+        settings["layers"] = choose_layers(len(model.adapter.layers()), layers, every)
+    config = make_config("distill", settings, where="slimformer distill: ")
+    return model, Recipe(stages=[config], name="distill")
 
 
 def _demo(args) -> None:

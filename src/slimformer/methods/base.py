@@ -38,10 +38,19 @@ class MethodConfig(BaseModel):
         """The recipe form: the method name followed by every setting."""
         return {"method": self.method, **self.model_dump(mode="json")}
 
+    def named_teacher(self) -> str | None:
+        """The model this stage names as its teacher; the pipeline loads it, never the stage."""
+        return None
+
+    @classmethod
+    def current_version(cls) -> int:
+        """The newest version of this config that the installed code understands."""
+        return cls.model_fields["version"].default
+
 
 @dataclass
 class StageContext:
-    """What a stage may need besides the model: the original, data, device.
+    """What a stage may need besides the model: its teacher, data, device.
 
     One context serves every stage of a recipe run, so its calibration
     session lets calibrated stages share token windows and the first block's
@@ -49,6 +58,9 @@ class StageContext:
     """
 
     original: SlimModel | None = None
+    #: The model a stage that learns from another one learns from, resolved by the caller
+    #: (the pipeline keeps the original or loads the stage's named teacher).
+    teacher: SlimModel | None = None
     #: Token windows or a dataset given to the verb; overrides a config's calibration.
     calibration: Any = None
     device: str = "cpu"

@@ -69,6 +69,7 @@ def make_config(name: str, settings: dict[str, Any], where: str = "") -> MethodC
         entry = method_entry(name)
     except SlimformerError as exc:  # say which stage names the unknown method
         raise SlimformerError(f"{where}{exc.problem}", exc.fix) from None
+    check_version(entry.config, settings, where)
     try:
         return entry.config(**settings)
     except ValidationError as exc:
@@ -76,6 +77,22 @@ def make_config(name: str, settings: dict[str, Any], where: str = "") -> MethodC
             f"{where}{name}: {_describe(exc, entry.config)}",
             f"settings of {name}: {', '.join(entry.config.model_fields)}",
         ) from None
+
+
+def check_version(config: type[MethodConfig], settings: dict[str, Any], where: str = "") -> None:
+    """Refuse settings written for a newer version of ``config``: their meaning is unknown here.
+
+    Older versions are read as written (a config migrates them itself); a newer
+    one would be silently misread, so it fails before any setting is validated.
+    """
+    version = settings.get("version")
+    current = config.current_version()
+    if isinstance(version, int) and not isinstance(version, bool) and version > current:
+        raise SlimformerError(
+            f"{where}{config.method}: recipe version {version} is newer than this "
+            f"slimformer's {config.method} version {current}",
+            f"upgrade slimformer or write version: {current}",
+        )
 
 
 def _describe(exc: ValidationError, config: type[MethodConfig]) -> str:

@@ -19,10 +19,12 @@ from slimformer.methods.distillation.losses import (
     PatientKD,
     parse_losses,
 )
+from slimformer.methods.distillation.stage import Distill
 from slimformer.methods.students import narrow, select_layers
 
 __all__ = [
     "AttentionMSE",
+    "Distill",
     "DistillRun",
     "HiddenCosine",
     "HiddenMSE",

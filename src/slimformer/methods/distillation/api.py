@@ -1,11 +1,16 @@
-"""The public verb: ``slimformer.distill(student, teacher, data, losses=...)``.
+"""The public verb: ``slimformer.distill(student, Distill(...), teacher=teacher)``.
 
 ::
 
     teacher = slimformer.load("minilm-intent")
     student = slimformer.select_layers(teacher, every=2)
-    slimformer.distill(student, teacher, "intent", losses=["logits", "hidden_mse"],
-                       transfer="wiki", train={"epochs": 5, "lr": 1e-4})
+    slimformer.distill(student, Distill(dataset="intent", transfer="wiki", epochs=5,
+                       losses=[LogitsKD(), HiddenMSE()]), teacher=teacher)
+
+It takes its typed config like ``quantize_(slim, GPTQ(...))`` and runs the
+same code as the recipe stage. The older form ``distill(student, teacher,
+data, losses=..., **options)`` still works and warns. Models arrive loaded:
+names are resolved above this package (``slimformer.distill`` loads them).
 
 Classifiers learn from labelled task data plus optional transfer text that
 the teacher labels on the fly, and are scored by accuracy on held-out
@@ -19,6 +24,7 @@ seeded ``holdout_fraction`` of its train split; never from its test split.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +33,8 @@ import torch
 
 from slimformer.data.registry import resolve_dataset
 from slimformer.errors import SlimformerError
+from slimformer.methods.apply import apply_method, as_slim
+from slimformer.methods.base import MethodConfig
 from slimformer.methods.distillation.augment import augmented_items
 from slimformer.methods.distillation.checks import check_pair
 from slimformer.methods.distillation.data import (
@@ -58,15 +66,30 @@ class DistillRun:
     result: TrainResult
 
 
-def distill(
-    student: SlimModel | str | os.PathLike,
-    teacher: SlimModel | str | os.PathLike,
-    data: Any,
-    losses: Any = ("logits",),
-    **options: Any,
-) -> SlimModel:
-    """Train ``student`` to mimic ``teacher`` on ``data``; returns the trained student.
+#: What the older call form warns; ``slimformer.distill`` (which loads names) says it too.
+OLD_FORM_WARNING = (
+    "distill(student, teacher, data, losses=..., **options) is deprecated; "
+    "use distill(student, Distill(dataset=data, ...), teacher=teacher)"
+)
 
+
+def distill(
+    student: SlimModel | torch.nn.Module,
+    config: MethodConfig | SlimModel | torch.nn.Module | None = None,
+    data: Any = None,
+    losses: Any = ("logits",),
+    *,
+    teacher: SlimModel | torch.nn.Module | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    **options: Any,
+) -> SlimModel | torch.nn.Module:
+    """Train ``student`` in place to mimic ``teacher`` as ``config`` says; returns the student.
+
+    ``config`` is a :class:`~slimformer.methods.distillation.stage.Distill`;
+    with ``layers`` the student is first cut down to those layers, as in a recipe.
+
+    Deprecated form: ``distill(student, teacher, data, losses, **options)``.
     Options: ``transfer`` (a text dataset the teacher labels), ``transfer_limit``,
     ``augment`` (this many perturbed copies of each labelled train text, which
     the teacher labels: in-domain transfer text, see :mod:`.augment`),
@@ -78,12 +101,29 @@ def distill(
     (``"float16"``, ``"bfloat16"`` or ``"float32"``: how the cache stores them),
     ``callbacks``.
     """
-    return run_distillation(student, teacher, data, losses, **options).student
+    if isinstance(config, MethodConfig):
+        if teacher is None:
+            named = config.named_teacher()
+            raise SlimformerError(
+                "distill needs a teacher" + (f" (the config names {named!r})" if named else ""),
+                "pass teacher=slimformer.load(...) or a torch.nn.Module",
+            )
+        return apply_method(
+            student,
+            config,
+            family="distillation",
+            teacher=as_slim(teacher),
+            device=device,
+            progress=progress,
+        )
+    warnings.warn(OLD_FORM_WARNING, DeprecationWarning, stacklevel=2)
+    old_teacher = config if config is not None else teacher
+    return run_distillation(student, old_teacher, data, losses, **options).student
 
 
 def run_distillation(
-    student: SlimModel | str | os.PathLike,
-    teacher: SlimModel | str | os.PathLike,
+    student: SlimModel | torch.nn.Module,
+    teacher: SlimModel | torch.nn.Module,
     data: Any,
     losses: Any = ("logits",),
     *,
@@ -159,15 +199,14 @@ def _train_config(train: TrainSettings | dict | None) -> TrainConfig:
     return TrainConfig(**(train or {}))
 
 
-def _slim(model: SlimModel | str | os.PathLike) -> SlimModel:
-    if isinstance(model, SlimModel):
-        return model
-    from slimformer.methods.apply import as_slim
-    from slimformer.zoo import load
-
-    if isinstance(model, torch.nn.Module):
-        return as_slim(model)
-    return load(model, runtime="eager", progress=False)
+def _slim(model: SlimModel | torch.nn.Module) -> SlimModel:
+    """A loaded model as a SlimModel; names are loaded above methods (``slimformer.distill``)."""
+    if isinstance(model, str | os.PathLike):
+        raise SlimformerError(
+            f"distillation here takes loaded models, got the name {str(model)!r}",
+            "pass slimformer.load(name), or call slimformer.distill, which loads names",
+        )
+    return as_slim(model)
 
 
 def _name(data: Any) -> str | None:
@@ -247,4 +286,4 @@ def _non_empty(items: list, data: Any) -> None:
         )
 
 
-__all__ = ["DistillRun", "distill", "run_distillation"]
+__all__ = ["OLD_FORM_WARNING", "DistillRun", "distill", "run_distillation"]

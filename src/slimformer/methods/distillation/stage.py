@@ -3,7 +3,9 @@
 Placed after pruning (or any structural change) it is the recovery stage;
 with ``layers`` it first cuts the current model down to those layers (a
 DistilBERT-style student) and then distils. ``teacher`` names another
-teacher (a zoo name or a folder) instead of the original.
+teacher (a zoo name or a folder) instead of the original. The stage never
+loads a model: whoever runs it (``slimformer.compress``, ``run_recipe``, the
+``distill`` verb) resolves the teacher and hands it over in the context.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class Distill(TrainedStage, MethodConfig):
     #: How the cache stores them: float16 (default, half the bytes) or float32 (exact).
     cache_dtype: CacheDtype = "float16"
 
+    def named_teacher(self) -> str | None:
+        return self.teacher
+
 
 @register_method(Distill)
 def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> None:
@@ -94,10 +99,15 @@ def apply_distill(slim: SlimModel, config: Distill, context: StageContext) -> No
 
 
 def _teacher(config: Distill, context: StageContext) -> SlimModel:
+    """The teacher the caller resolved; a named one must have been loaded by the caller."""
+    if context.teacher is not None:
+        return context.teacher
     if config.teacher is not None:
-        from slimformer.zoo import load
-
-        return load(config.teacher, runtime="eager", progress=context.progress)
+        raise SlimformerError(
+            f"the distill stage names teacher {config.teacher!r} but was handed no teacher",
+            "run it through slimformer.compress or slimformer.pipeline.run_recipe (they load it), "
+            "or pass teacher= to slimformer.distill",
+        )
     if context.original is None:
         raise SlimformerError(
             "the distill stage has no teacher: no original model was kept",
