@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from tests.conftest import eager_outputs
 
 import slimformer
+from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.methods.pruning.masks import keep_n_of_m
 from slimformer.methods.pruning.settings import NMPattern

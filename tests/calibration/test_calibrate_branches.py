@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_calibrate import _windows
 from torch import nn
 
 from slimformer import GPTQ, quantize_
 from slimformer.arch.base import ResidualBranch
 from slimformer.calibration.engine import BlockContext, Collect, run_sequential
 from slimformer.serialization import load_model_dir
-from test_calibrate import _windows
 
 STATS = Collect(xtx=True, abs_mean=True, sq_norm=True, dtype=torch.float64)
 

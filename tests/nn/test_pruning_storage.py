@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.conftest import eager_outputs
 
 import slimformer
+from conftest import eager_outputs
 from slimformer.methods.pruning.masks import keep_n_of_m
 from slimformer.methods.pruning.settings import NMPattern
 from slimformer.nn import SparseLinear, compressed_modules

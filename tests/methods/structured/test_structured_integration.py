@@ -15,7 +15,7 @@ from slimformer.pipeline import MeasureOptions
 
 pytestmark = pytest.mark.integration
 
-RECIPE = Path(__file__).parent.parent / "examples" / "structured-minilm.yaml"
+RECIPE = Path(__file__).resolve().parents[3] / "examples" / "structured-minilm.yaml"
 UNPRUNED_ACCURACY = 188 / 193  # minilm-intent on the intent test split
 
 

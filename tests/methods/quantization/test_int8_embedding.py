@@ -242,5 +242,5 @@ def test_tied_table_is_free_once_the_head_is_compressed(tiny_llama_dir, minilm_t
 
 
 def test_example_recipe_runs_both_stages():
-    recipe = Recipe.load(Path(__file__).parent.parent / "examples" / "int8-embeddings.yaml")
+    recipe = Recipe.load(Path(__file__).resolve().parents[3] / "examples" / "int8-embeddings.yaml")
     assert [stage.method for stage in recipe.stages] == ["int8_dynamic", "int8_embedding"]
