@@ -23,6 +23,9 @@ as it was before the recipe::
 
 from __future__ import annotations
 
+import copy
+
+from slimformer.methods.apply import apply_method, as_slim
 from slimformer.methods.students.layer_selection import (
     SelectLayers,
     choose_layers,
@@ -30,5 +33,26 @@ from slimformer.methods.students.layer_selection import (
     select_layers,
 )
 from slimformer.methods.students.narrowing import Narrow, narrow
+from slimformer.model import SlimModel
 
-__all__ = ["Narrow", "SelectLayers", "choose_layers", "cut_layers", "narrow", "select_layers"]
+
+def student(teacher, config: SelectLayers | Narrow, **context) -> SlimModel:
+    """The family verb: a student cut from a copy of ``teacher`` by a typed config.
+
+    ``student(teacher, SelectLayers(every=2))`` or ``student(teacher, Narrow(heads=6))``;
+    the teacher is left as it was, the student records the stage as a recipe would.
+    """
+    copied = copy.deepcopy(as_slim(teacher))
+    apply_method(copied, config, family="students", **{"progress": False, **context})
+    return copied
+
+
+__all__ = [
+    "Narrow",
+    "SelectLayers",
+    "choose_layers",
+    "cut_layers",
+    "narrow",
+    "select_layers",
+    "student",
+]
