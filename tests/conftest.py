@@ -2,7 +2,8 @@
 
 The tiny models use the real MiniLM tokenizer (so vocab_size is 30522) and
 hidden sizes small enough that each folder is a few megabytes and every
-forward pass takes milliseconds.
+forward pass takes milliseconds. They are built by tests/tiny_models.py, the
+one place tiny models are made.
 """
 
 from __future__ import annotations
@@ -56,27 +57,17 @@ def _save(model, tokenizer, folder: Path) -> Path:
     return folder
 
 
-def _bert_config(tokenizer, **extra):
-    from transformers import BertConfig
+def _tiny(kind: str, tokenizer, seed: int, **overrides):
+    """A tiny_models model sized for ``tokenizer`` (imported here: transformers loads lazily)."""
+    from tiny_models import tiny_model
 
-    return BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-        **extra,
-    )
+    return tiny_model(kind, len(tokenizer), seed=seed, **overrides)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, minilm_tokenizer) -> Path:
     """A random BertModel (an embedding model) saved with its tokenizer."""
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    model = BertModel(_bert_config(minilm_tokenizer))
+    model = _tiny("bert", minilm_tokenizer, seed=0)
     return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-bert"))
 
 
@@ -85,35 +76,23 @@ def tiny_bert_cls_dir(tmp_path_factory, minilm_tokenizer) -> Path:
     """A random 3-way BertForSequenceClassification with label names."""
     from transformers import BertForSequenceClassification
 
-    torch.manual_seed(1)
     id2label = dict(enumerate(LABELS))
-    config = _bert_config(
+    model = _tiny(
+        "bert",
         minilm_tokenizer,
+        seed=1,
+        model_class=BertForSequenceClassification,
         num_labels=len(LABELS),
         id2label=id2label,
         label2id={label: i for i, label in id2label.items()},
     )
-    model = BertForSequenceClassification(config)
     return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-bert-cls"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, minilm_tokenizer) -> Path:
     """A random LlamaForCausalLM with tied embeddings and grouped-query attention."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(2)
-    config = LlamaConfig(
-        vocab_size=len(minilm_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config)
+    model = _tiny("llama", minilm_tokenizer, seed=2)
     return _save(model, minilm_tokenizer, tmp_path_factory.mktemp("tiny-llama"))
 
 
@@ -124,19 +103,13 @@ def tiny_gpt2_dir(tmp_path_factory, minilm_tokenizer) -> Path:
     GPT-2 initialises biases to 0 and LayerNorms to 1; they are randomised
     here, as in trained models, so layout and folding mistakes on them show.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(3)
-    config = GPT2Config(
-        vocab_size=len(minilm_tokenizer),
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        n_positions=256,
+    model = _tiny(
+        "gpt2",
+        minilm_tokenizer,
+        seed=3,
         bos_token_id=minilm_tokenizer.cls_token_id,
         eos_token_id=minilm_tokenizer.sep_token_id,
     )
-    model = GPT2LMHeadModel(config)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() == 1:

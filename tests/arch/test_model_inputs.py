@@ -6,14 +6,11 @@ import pytest
 import torch
 from torch import nn
 from transformers import (
-    BertConfig,
     BertForMaskedLM,
     BertForSequenceClassification,
     BertModel,
-    GPT2Config,
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
-    LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
     LlamaModel,
@@ -29,42 +26,37 @@ from slimformer.evaluate.latency import make_inputs
 from slimformer.evaluate.measure import measure_model
 from slimformer.model import SlimModel, task_of
 from slimformer.pipeline import warm_up
+from tiny_models import tiny_model
 
 VOCAB = 1500
 
 
+# Small models; the Llama and GPT-2 keep transformers' default context length and untied head.
+BERT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 64,
+}
+LLAMA = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+GPT2 = {"n_embd": 32, "n_head": 2, "n_positions": 1024}
+
+
 def _bert(cls=BertModel, **extra):
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=64,
-        **extra,
-    )
-    return cls(config).eval()
+    return tiny_model("bert", VOCAB, model_class=cls, **{**BERT, **extra}).eval()
 
 
 def _llama(cls=LlamaForCausalLM, **extra):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        **extra,
-    )
-    return cls(config).eval()
+    return tiny_model("llama", VOCAB, model_class=cls, **{**LLAMA, **extra}).eval()
 
 
 def _gpt2(cls=GPT2LMHeadModel, **extra):
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, **extra)
-    return cls(config).eval()
+    return tiny_model("gpt2", VOCAB, model_class=cls, **{**GPT2, **extra}).eval()
 
 
 class Decoder(LlamaForCausalLM):

@@ -18,6 +18,7 @@ from slimformer.evaluate.embedding import (
     sentence_embeddings,
 )
 from slimformer.evaluate.perplexity import evaluate_perplexity
+from tiny_models import tiny_model
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -39,34 +40,25 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def tiny_llama(tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return tiny_model(
+        "llama",
+        len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config).eval()
+        tie_word_embeddings=False,
+    ).eval()
 
 
 def tiny_bert(tokenizer, seed: int):
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    return tiny_model(
+        "bert",
+        len(tokenizer),
+        seed=seed,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
         max_position_embeddings=64,
-    )
-    return BertModel(config).eval()
+    ).eval()
 
 
 @pytest.fixture()
@@ -195,18 +187,19 @@ def test_macro_f1_by_hand():
 
 
 def test_real_hf_classifier_runs(tokenizer, labelled):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    model = tiny_model(
+        "bert",
+        len(tokenizer),
+        seed=None,
+        model_class=BertForSequenceClassification,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=1,
-        num_attention_heads=4,
         max_position_embeddings=64,
         num_labels=3,
     )
-    model = BertForSequenceClassification(config)
     result = evaluate_classification(model, tokenizer, labelled, max_length=4, progress=False)
     assert len(result["predictions"]) == 8
     assert set(result["predictions"]) <= {0, 1, 2}

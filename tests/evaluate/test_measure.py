@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import BertModel
 
 from slimformer.errors import SlimformerError
 from slimformer.evaluate import energy
@@ -27,20 +27,19 @@ from slimformer.evaluate.size import (
     safetensors_tensor_bytes,
     weight_bytes_in_memory,
 )
+from tiny_models import tiny_model
 
 
 @pytest.fixture(scope="module")
 def bert() -> BertModel:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=1000,
+    return tiny_model(
+        "bert",
+        1000,
         hidden_size=32,
-        num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=64,
-    )
-    return BertModel(config).eval()
+    ).eval()
 
 
 @pytest.fixture()

@@ -16,49 +16,31 @@ from slimformer.model import SlimModel, task_of
 from slimformer.nn import compressed_modules, replace_module
 from slimformer.nn.sharing import all_names, shared_aliases
 from slimformer.serialization import compression_metadata
+from tiny_models import tiny_model
 
 VOCAB = 96
 IDS = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(0))
 
 
-def _llama() -> nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+#: Five layers, so that layer 4 can be made an alias of layer 3.
+SIZES = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 5,
+    "max_position_embeddings": 64,
+}
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=5,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(config).eval()
+
+def _llama() -> nn.Module:
+    return tiny_model("llama", VOCAB, **SIZES).eval()
 
 
 def _bert() -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=5,
-        num_attention_heads=4,
-        max_position_embeddings=64,
-    )
-    return BertModel(config).eval()
+    return tiny_model("bert", VOCAB, **SIZES).eval()
 
 
 def _gpt2() -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=5, n_head=4, n_positions=64)
-    return GPT2LMHeadModel(config).eval()
+    return tiny_model("gpt2", VOCAB, n_embd=32, n_layer=5, n_positions=64).eval()
 
 
 FAMILIES = {

@@ -12,6 +12,7 @@ from slimformer.errors import SlimformerError
 from slimformer.methods.distillation.data import Collator, Item
 from slimformer.methods.distillation.losses import LOSSES, parse_losses
 from slimformer.methods.distillation.objective import DistillObjective
+from tiny_models import config_like
 
 TEXTS = ["the service was great today", "an awful slow day", "plain and usual"]
 
@@ -55,10 +56,10 @@ def test_loss_is_positive_for_different_models(bert_pair, kind):
 @pytest.mark.parametrize("kind", ["hidden_mse", "hidden_cosine", "patient", "minilm"])
 def test_losses_work_across_widths(bert_pair, kind):
     """A narrower student (another hidden size) learns through a projection or relations."""
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     teacher, _ = bert_pair
-    config = BertConfig(**{**teacher.model.config.to_dict(), "hidden_size": 32})
+    config = config_like(teacher.model.config, hidden_size=32)
     config.num_attention_heads = 2
     torch.manual_seed(0)
     student = slimformer.SlimModel(
@@ -82,10 +83,10 @@ def test_causal_token_kl_and_minilm_with_grouped_heads(tiny_llama_dir):
 
 
 def test_attention_mse_refuses_other_head_counts(bert_pair):
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
     teacher, _ = bert_pair
-    config = BertConfig(**{**teacher.model.config.to_dict(), "num_attention_heads": 2})
+    config = config_like(teacher.model.config, num_attention_heads=2)
     student = slimformer.SlimModel(
         BertForSequenceClassification(config), teacher.tokenizer, "s", "memory", "classification"
     )

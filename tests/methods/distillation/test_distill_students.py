@@ -10,6 +10,10 @@ from conftest import eager_outputs
 from slimformer.errors import SlimformerError
 from slimformer.methods.distillation import narrow, select_layers
 from slimformer.serialization import read_config_json
+from tiny_models import tiny_model
+
+#: Llama teachers with explicit 16-wide heads, transformers' default context and an untied head.
+UNTIED_LLAMA = {"head_dim": 16, "max_position_embeddings": 2048, "tie_word_embeddings": False}
 
 
 def test_layer_selection_keeps_selected_layers_exactly(tiny_bert_cls_dir, tmp_path):
@@ -66,21 +70,8 @@ def test_narrow_ffn_copies_teacher_slices(tiny_bert_cls_dir, tmp_path, init):
 
 
 def test_narrow_heads_on_llama_keeps_whole_heads(tmp_path, minilm_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(minilm_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        head_dim=16,
-    )
-    torch.manual_seed(0)
-    teacher = slimformer.SlimModel(
-        LlamaForCausalLM(config), minilm_tokenizer, "t", "memory", "causal-lm"
-    )
+    model = tiny_model("llama", len(minilm_tokenizer), num_key_value_heads=4, **UNTIED_LLAMA)
+    teacher = slimformer.SlimModel(model, minilm_tokenizer, "t", "memory", "causal-lm")
     student = narrow(teacher, heads=2)
     assert student.adapter.layers()[0].attention.q.weight.shape == (32, 64)
     assert student.model.config.num_attention_heads == 2
@@ -127,20 +118,14 @@ def _kept_heads(t_att, s_att) -> list[int]:
 
 
 def _gqa_teacher(tokenizer, **extra) -> slimformer.SlimModel:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+    model = tiny_model(
+        "llama",
+        len(tokenizer),
+        seed=4,
         num_hidden_layers=3,
         num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=16,
-        **extra,
-    )
-    torch.manual_seed(4)
-    model = LlamaForCausalLM(config).eval()
+        **{**UNTIED_LLAMA, **extra},
+    ).eval()
     return slimformer.SlimModel(model, tokenizer, "t", "memory", "causal-lm")
 
 
