@@ -197,3 +197,17 @@ def test_distill_bad_train_flag_is_one_line(tmp_path):
         "distill", "minilm-intent", "--data", "intent", "--out", tmp_path / "o", "--lr", "fast"
     )
     assert_user_error(result, "distill: setting 'train.lr'")
+
+
+def test_compress_a_model_with_a_nan_weight(tiny_bert_cls_dir, int8_recipe, tmp_path):
+    import slimformer
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    slim.model.classifier.weight.data[1, 1] = float("nan")
+    slim.model.save_pretrained(tmp_path / "broken")
+    slim.tokenizer.save_pretrained(tmp_path / "broken")
+    out = tmp_path / "out"
+    result = run_cli("compress", tmp_path / "broken", "--recipe", int8_recipe, "--out", out)
+    error = assert_user_error(result, "classifier.weight (1 NaN/inf)")
+    assert "input model is broken" in error
+    assert not out.exists()

@@ -296,3 +296,66 @@ def test_no_method_imports_the_loader():
     )
     offenders = [p.name for p in root.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+# --- finite-number guards ----------------------------------------------------------------
+
+
+def broken_copy(source, tmp_path, value: float, name: str = "broken"):
+    """A copy of the model at ``source`` with one weight set to ``value`` (NaN or inf)."""
+    slim = slimformer.load(source, runtime="eager")
+    with torch.no_grad():
+        slim.model.bert.encoder.layer[1].intermediate.dense.weight[2, 3] = value
+    folder = tmp_path / name
+    slim.model.save_pretrained(folder)
+    slim.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_compress_refuses_a_non_finite_model_before_any_stage(
+    tiny_bert_cls_dir, int8_recipe, tmp_path, capsys, value
+):
+    source = broken_copy(tiny_bert_cls_dir, tmp_path, value)
+    out = tmp_path / "out"
+    with pytest.raises(SlimformerError) as caught:
+        compress(source, int8_recipe, out, progress=True)
+    message = str(caught.value)
+    assert "bert.encoder.layer.1.intermediate.dense.weight (1 NaN/inf)" in message
+    assert "input model is broken" in message
+    assert "stage 1/1" not in capsys.readouterr().out
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_quantize_refuses_a_nan_weight_and_leaves_the_model_alone(tiny_bert_cls_dir):
+    from slimformer.methods.quantization import Int8Dynamic
+
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    with torch.no_grad():
+        slim.model.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(SlimformerError, match=r"classifier\.weight \(1 NaN/inf\)"):
+        slimformer.quantize_(slim, Int8Dynamic())
+    assert compressed_modules(slim.model) == {}
+
+
+def test_run_recipe_checks_the_input_once(tiny_bert_cls_dir, int8_recipe):
+    slim = slimformer.load(tiny_bert_cls_dir, runtime="eager")
+    with torch.no_grad():
+        slim.model.bert.pooler.dense.bias[0] = float("-inf")
+    with pytest.raises(SlimformerError, match=r"pooler\.dense\.bias"):
+        slimformer.run_recipe(slim, int8_recipe, progress=False)
+    assert compressed_modules(slim.model) == {}
+
+
+def test_calibration_that_overflows_names_the_layer(tiny_llama_dir):
+    from slimformer.methods.quantization.gptq import GPTQ
+
+    slim = slimformer.load(tiny_llama_dir, runtime="eager")
+    with torch.no_grad():  # a finite norm weight whose activations overflow float32 sums
+        slim.model.model.layers[0].post_attention_layernorm.weight.fill_(1e25)
+    ids = torch.randint(5, 100, (2, 16), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(SlimformerError) as caught:
+        slimformer.quantize_(slim, GPTQ(group_size=0), calibration=ids, progress=False)
+    message = str(caught.value)
+    assert "input to model.layers.0.mlp.gate_proj are not finite" in message
+    assert "damp" not in message and "\n" not in message

@@ -37,6 +37,7 @@ from slimformer.errors import SlimformerError
 from slimformer.methods.apply import apply_method, as_slim
 from slimformer.methods.base import MethodConfig, StageContext
 from slimformer.model import SlimModel
+from slimformer.nn.finite import check_model_finite
 from slimformer.paths import atomic_dir, check_output_dir
 from slimformer.recipe import Recipe
 from slimformer.serialization import save_model_dir
@@ -115,6 +116,7 @@ def compress(
     recipe = Recipe.load(recipe)
     measure = _measure_options(measure)
     slim = load_model(model, progress=progress)
+    check_model_finite(slim.model)
     slim.model.to(device)
     options = {"eval_options": eval_options, "measure": measure, "progress": progress}
     before = assess(slim, eval, **options)
@@ -143,6 +145,7 @@ def run_recipe(
     """
     recipe = Recipe.load(recipe)
     slim = as_slim(slim)
+    check_model_finite(slim.model)
     given = None if teacher is None else resolve_teacher(teacher, progress=progress)
     original = keep_original(slim, recipe) if given is None else None
     default = given if given is not None else original
@@ -153,7 +156,7 @@ def run_recipe(
             print(f"stage {index}/{len(recipe.stages)}: {stage.method}")
         context.teacher = _stage_teacher(stage, index, default, progress)
         started = time.perf_counter()
-        apply_method(slim, stage, context=context)
+        apply_method(slim, stage, context=context, check_finite=False)
         timings.append({"stage": stage.method, "seconds": time.perf_counter() - started})
         _release_calibration(context, recipe.stages[index:])
     context.teacher = None  # the context outlives no stage; drop the teacher's reference

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from slimformer.errors import SlimformerError
+from slimformer.nn.finite import check_tensors_finite
 
 #: Tokens pooled before one low-precision X^T X product (bounded memory, large products).
 PRODUCT_TOKENS = 4096
@@ -138,13 +139,32 @@ class LinearStats:
             self.sq_norm.add_(x.square().sum(0))
 
     def flush(self) -> None:
-        """Add the pooled low-precision inputs to X^T X (the engine calls this after a pass)."""
-        if not self._pending:
-            return
-        low = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending, self._pending_tokens = [], 0
-        if self.xtx is not None:
-            self.xtx.add_((low.T @ low).to(self.xtx.dtype))
+        """Add the pooled low-precision inputs to X^T X (the engine calls this after a pass).
+
+        Then check the sums: an overflowed statistic would otherwise reach the
+        solvers, which could only advise a larger ``damp``.
+        """
+        if self._pending:
+            low = torch.cat(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending, self._pending_tokens = [], 0
+            if self.xtx is not None:
+                self.xtx.add_((low.T @ low).to(self.xtx.dtype))
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise a one-line error naming this linear if any of its sums is NaN or inf."""
+        sums = {
+            "X^T X": self.xtx,
+            "sum |x|": self.abs_sum,
+            "max |x|": self.abs_max,
+            "sum x^2": self.sq_norm,
+        }
+        check_tensors_finite(
+            ((what, value) for what, value in sums.items() if value is not None),
+            f"the calibration statistics of the input to {self.name} are not finite",
+            "the model's activations overflow in the precision it runs in (e.g. float16): "
+            "load it in float32 or set the calibration compute_dtype to float32",
+        )
 
     def hessian(self) -> Tensor:
         """GPTQ's H = 2/n Σ x xᵀ over the n real tokens (zeros if no token arrived)."""

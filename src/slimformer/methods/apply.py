@@ -9,6 +9,7 @@ from torch import nn
 from slimformer.errors import SlimformerError
 from slimformer.methods.base import MethodConfig, StageContext, entry_of
 from slimformer.model import SlimModel, task_of
+from slimformer.nn.finite import check_model_finite
 from slimformer.nn.registry import compressed_modules
 
 
@@ -38,9 +39,17 @@ def apply_method(
     config: MethodConfig,
     family: str | None = None,
     context: StageContext | None = None,
+    *,
+    check_finite: bool = True,
     **context_fields: Any,
 ) -> SlimModel | nn.Module:
-    """Apply ``config`` to ``model`` in place; the family check keeps verbs honest."""
+    """Apply ``config`` to ``model`` in place; the family check keeps verbs honest.
+
+    A model holding NaN or inf is refused before any work (it would compress
+    into a model that scores like chance, or save an inf scale);
+    ``check_finite=False`` is for callers that checked it already (a recipe
+    checks once before its first stage, so a later stage is not blamed on the input).
+    """
     entry = entry_of(config)
     if family is not None and entry.family != family:
         raise SlimformerError(
@@ -48,6 +57,8 @@ def apply_method(
             f"use the {entry.family} verb or a recipe stage",
         )
     slim = as_slim(model)
+    if check_finite:
+        check_model_finite(slim.model)
     entry.apply(slim, config, context or StageContext(**context_fields))
     _untie_compressed_head(slim.model)
     slim.refresh_adapter()
