@@ -163,6 +163,15 @@ def test_save_refuses_a_non_empty_folder(quantized_cls, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no temporary folder left behind
 
 
+def test_save_refuses_an_inf_scale(quantized_cls, tmp_path):
+    layer = quantized_cls.model.bert.encoder.layer[0].output.dense
+    layer.weight_scale[5] = float("inf")
+    with pytest.raises(SlimformerError, match="refusing to save non-finite values") as caught:
+        slimformer.save(quantized_cls, tmp_path / "out")
+    assert "bert.encoder.layer.0.output.dense.weight_scale (1 NaN/inf)" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary folder left
+
+
 def test_save_into_an_empty_folder_and_overwrite(quantized_cls, tmp_path):
     out = tmp_path / "empty"
     out.mkdir()

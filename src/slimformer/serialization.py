@@ -30,6 +30,7 @@ from torch import nn
 from slimformer.arch.structure import constructing, rebuild_structure, saved_structure
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel, task_of
+from slimformer.nn.finite import check_tensors_finite
 from slimformer.nn.registry import compressed_modules, module_class, replace_module
 from slimformer.nn.sharing import is_aliased, shared_aliases, tie_aliases, without_aliases
 
@@ -69,10 +70,21 @@ def save_model_dir(slim: SlimModel, folder: str | os.PathLike) -> Path:
     shared = config.slimformer.get("shared")
     if shared:  # each shared tensor once; transformers refuses untied duplicates anyway
         state = without_aliases(state if state is not None else slim.model.state_dict(), shared)
+    _check_finite(state if state is not None else slim.model.state_dict())
     slim.model.save_pretrained(folder, state_dict=state)
     if slim.tokenizer is not None:
         slim.tokenizer.save_pretrained(folder)
     return folder
+
+
+def _check_finite(state: dict[str, torch.Tensor]) -> None:
+    """Refuse to write a NaN or inf (an inf scale loads fine and scores like chance)."""
+    check_tensors_finite(
+        state.items(),
+        "refusing to save non-finite values",
+        "the model went NaN/inf before or during compression: check the input model's "
+        "weights, or compress in float32; nothing was written",
+    )
 
 
 def load_model_dir(location: str | os.PathLike, name: str | None = None) -> SlimModel:
