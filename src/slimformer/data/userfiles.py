@@ -12,7 +12,9 @@
   When every label is an integer (in CSV: written as one) the label names are
   the sorted values as strings, so label ``2`` is index 2 of ``["0", "1", "2"]``
   only if those values occur; otherwise the names are the sorted distinct
-  strings. If a ``split`` column exists its values name each row's split;
+  strings. These ids are the file's own: evaluation and training renumber
+  them to a classifier's ``id2label`` by name (:mod:`slimformer.data.labels`).
+  If a ``split`` column exists its values name each row's split;
   otherwise rows are shuffled with ``random.Random(0)`` and the first 80% are
   ``train``, the rest ``test``.
 """

@@ -10,12 +10,15 @@ the predictions, which is scikit-learn's ``f1_score(average="macro")``.
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from slimformer.data.batching import encode_texts
+from slimformer.data.labels import align_labels, missing_labels_note, model_label_names
 from slimformer.data.registry import resolve_dataset
 from slimformer.data.types import ClassificationDataset, Dataset
 from slimformer.errors import SlimformerError
@@ -31,13 +34,17 @@ def evaluate_classification(
     max_length: int = 64,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    model_labels: Sequence[str] | None = None,
 ) -> dict:
     """Classify one split; the model must already be on ``device``.
 
+    The dataset's labels are matched by name to ``model_labels`` (default: the
+    model's ``config.id2label``), so a file's own label order never matters.
     Returns accuracy, macro_f1, n, correct, predictions (label indices in split
-    order), labels, label_names, dataset and split.
+    order), labels, label_names, dataset, split and notes.
     """
     data = classification_dataset(resolve_dataset(dataset))
+    data, notes = match_model_labels(model, data, model_labels)
     check_num_labels(model, data)
     examples = data.split(split)
     if not examples:
@@ -58,6 +65,7 @@ def evaluate_classification(
         "label_names": list(data.label_names),
         "dataset": data.name,
         "split": split,
+        "notes": notes,
     }
 
 
@@ -69,6 +77,26 @@ def classification_dataset(data: Dataset) -> ClassificationDataset:
             "use intent, multiemo, polarity or a .jsonl/.csv file with labels",
         )
     return data
+
+
+def match_model_labels(
+    model: nn.Module, data: ClassificationDataset, model_labels: Sequence[str] | None
+) -> tuple[ClassificationDataset, list[str]]:
+    """``data`` in the model's label ids when the model names its labels; and notes.
+
+    A model label the dataset lacks is allowed (scoring a subset of classes is
+    honest) but noted and warned about; a label the model does not know is an error.
+    """
+    if model_labels is None:
+        model_labels = model_label_names(getattr(model, "config", None))
+    if model_labels is None:
+        return data, []
+    data, missing = align_labels(data, model_labels, require_all=False)
+    if not missing:
+        return data, []
+    note = missing_labels_note(data, missing)
+    warnings.warn(note, UserWarning, stacklevel=3)
+    return data, [note]
 
 
 def check_num_labels(model: nn.Module, data: ClassificationDataset) -> None:

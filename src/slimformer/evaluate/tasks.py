@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from slimformer.data import resolve_dataset
+from slimformer.data.labels import model_label_names
 from slimformer.data.types import ClassificationDataset, Dataset
 from slimformer.errors import SlimformerError
 from slimformer.model import SlimModel
@@ -47,7 +48,13 @@ def evaluate(
         from slimformer.evaluate.classification import evaluate_classification
 
         metrics = evaluate_classification(
-            slim.runner, slim.tokenizer, data, split=split, progress=progress, **options
+            slim.runner,
+            slim.tokenizer,
+            data,
+            split=split,
+            progress=progress,
+            model_labels=model_label_names(getattr(slim.model, "config", None)),
+            **options,
         )
     else:
         metrics = _embedding_fidelity(slim, data, split, reference, **options)

@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from slimformer.data.batching import encode_examples
-from slimformer.data.types import Example
+from slimformer.data.labels import (
+    align_labels,
+    config_label_names,
+    is_default_names,
+    model_label_names,
+)
+from slimformer.data.types import ClassificationDataset, Example
+from slimformer.errors import SlimformerError
 from slimformer.training.settings import TrainSettings
 from slimformer.training.trainer import TrainConfig, Trainer
 
@@ -57,6 +64,33 @@ def train_classifier(
     Trainer(model, loss_fn, len(examples), collate, config, desc="finetune").fit()
     model.eval()
     return means.result()
+
+
+def labels_for_model(model: nn.Module, data: ClassificationDataset) -> ClassificationDataset:
+    """``data`` in the model's label ids, checked before any training.
+
+    A model with label names must match the dataset's names exactly (in any
+    order; training uses the model's ids). A model with only ``LABEL_<i>``
+    defaults and as many outputs as the dataset has labels takes the
+    dataset's names into its config, so they are saved with it.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        return data
+    names = model_label_names(config)
+    if names is not None:
+        return align_labels(data, names, require_all=True)[0]
+    num_labels = getattr(config, "num_labels", None)
+    if num_labels is not None and num_labels != data.num_labels:
+        raise SlimformerError(
+            f"the model predicts {num_labels} labels but dataset {data.name!r} has "
+            f"{data.num_labels} ({', '.join(data.label_names)})",
+            "give the model a head with one output per label, or use a dataset of its labels",
+        )
+    if is_default_names(config_label_names(config)):
+        config.id2label = dict(enumerate(data.label_names))
+        config.label2id = {name: i for i, name in enumerate(data.label_names)}
+    return data
 
 
 def example_collator(

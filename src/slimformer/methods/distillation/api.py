@@ -248,12 +248,10 @@ def _data(student, data, transfer: TransferData, max_length, fraction, max_items
     if student.task == "causal-lm":
         return _lm_data(student, data, max_length, max_items, train)
     if student.task == "classification":
-        items, dataset = task_items(data, "train")
-        if "validation" in dataset.splits:
-            held = [Item(text=e.text, label=e.label) for e in dataset.split("validation")]
-        else:
-            items, held = holdout(items, fraction, train.seed)
-        _non_empty(items, data)
+        labelled = resolve_dataset(data)
+        items, held = _task_split(labelled, fraction, train.seed)
+        _non_empty(items, data)  # no examples is the first thing to say, before label names
+        items, held = _task_split(labelled, fraction, train.seed, student.model)
         items = items + transfer.items(items, student.tokenizer.mask_token, train.seed)
         evaluate = accuracy_and_loss(student, held, max_length, train) if held else None
         return items, held, evaluate
@@ -263,6 +261,15 @@ def _data(student, data, transfer: TransferData, max_length, fraction, max_items
     _non_empty(items, data)
     items, held = holdout(items, fraction, train.seed)
     return items, held, None
+
+
+def _task_split(data, fraction: float, seed: int, model=None) -> tuple[list[Item], list[Item]]:
+    """(train, held-out) labelled items; with ``model``, in its label ids (checked by name)."""
+    items, dataset = task_items(data, "train", model=model)
+    if "validation" in dataset.splits:
+        held, _ = task_items(dataset, "validation")  # ``dataset`` is already in the model's ids
+        return items, held
+    return holdout(items, fraction, seed)
 
 
 def _lm_data(student, data, max_length, max_items, train):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from slimformer.data.batching import encode_labelled
 from slimformer.data.registry import resolve_dataset
@@ -21,6 +22,7 @@ from slimformer.data.tokens import tokenize_text
 from slimformer.data.types import ClassificationDataset
 from slimformer.errors import SlimformerError
 from slimformer.methods.distillation.outputs import Outputs
+from slimformer.training.classifier import labels_for_model
 
 UNLABELLED = -100
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -44,14 +46,22 @@ class Batch:
     teacher: Outputs | None = None
 
 
-def task_items(dataset, split: str = "train") -> tuple[list[Item], ClassificationDataset]:
-    """Labelled items from a classification dataset's ``split``."""
+def task_items(
+    dataset, split: str = "train", model: nn.Module | None = None
+) -> tuple[list[Item], ClassificationDataset]:
+    """Labelled items from a classification dataset's ``split``, in ``model``'s label ids.
+
+    With ``model``, the dataset's labels are matched to the model's by name
+    (a mismatch is refused before any training; see ``labels_for_model``).
+    """
     data = resolve_dataset(dataset)
     if not isinstance(data, ClassificationDataset):
         raise SlimformerError(
             f"dataset {data.name!r} has no labels, so it cannot be the task data of a classifier",
             "use a labelled dataset (intent, multiemo, .jsonl/.csv), and pass text as transfer",
         )
+    if model is not None:
+        data = labels_for_model(model, data)
     return [Item(text=e.text, label=e.label) for e in data.split(split)], data
 
 

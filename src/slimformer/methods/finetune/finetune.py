@@ -15,7 +15,7 @@ from pydantic import Field, PositiveInt
 from slimformer.data import labelled_dataset
 from slimformer.methods.base import MethodConfig, StageContext, register_method
 from slimformer.model import SlimModel
-from slimformer.training.classifier import PLAIN_FINETUNE, train_classifier
+from slimformer.training.classifier import PLAIN_FINETUNE, labels_for_model, train_classifier
 from slimformer.training.settings import TrainedStage, TrainSettings, train_field
 
 #: The ``train:`` block's defaults for this stage.
@@ -38,7 +38,7 @@ class Finetune(TrainedStage, MethodConfig):
 
 @register_method(Finetune)
 def apply_finetune(slim: SlimModel, config: Finetune, context: StageContext) -> None:
-    data = labelled_dataset(config.dataset)
+    data = labels_for_model(slim.model, labelled_dataset(config.dataset))
     train_classifier(
         slim.model,
         slim.tokenizer,
