@@ -232,12 +232,13 @@ def _evaluate(args) -> None:
 
 
 def _measure(args) -> None:
-    from slimformer.evaluate.measure import measure_model
+    from slimformer.evaluate.measure import check_positions, measure_model
     from slimformer.pipeline import warm_up
     from slimformer.zoo import load
 
-    slim = load(args.model, runtime=args.runtime)
     options = _measure_options(args)
+    slim = load(args.model, runtime=args.runtime)
+    check_positions(slim.model, options.shapes)
     warm_up(slim, options.shapes, options.threads)
     result = measure_model(
         slim.runner,
@@ -272,9 +273,11 @@ def _distill(args) -> None:
     from slimformer.paths import check_output_dir
     from slimformer.pipeline import compress
     from slimformer.report import print_table
+    from slimformer.runtime import check_device
 
     train = _train_settings(args, "distill", dataset=args.data)  # bad flags fail before loading
     check_output_dir(args.out, args.overwrite)
+    check_device(args.device)
     model, recipe = _distill_run(args, train)
     report = compress(
         model,

@@ -21,7 +21,13 @@ def cache_dir() -> Path:
     """The cache root: ``$SLIMFORMER_CACHE`` or ``~/.cache/slimformer``."""
     root = os.environ.get("SLIMFORMER_CACHE") or Path.home() / ".cache" / "slimformer"
     path = Path(root).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file at that path, or a folder that cannot be created
+        raise SlimformerError(
+            f"the cache {path} cannot be used as a folder ({exc.strerror or exc})",
+            "point SLIMFORMER_CACHE at a writable folder (or unset it)",
+        ) from None
     return path
 
 

@@ -40,6 +40,7 @@ from slimformer.model import SlimModel
 from slimformer.nn.finite import check_model_finite
 from slimformer.paths import atomic_dir, check_output_dir
 from slimformer.recipe import Recipe
+from slimformer.runtime import check_device
 from slimformer.serialization import save_model_dir
 
 #: A model as the pipeline's callers give it: loaded, or a zoo name, folder, GGUF file or hub id.
@@ -110,13 +111,17 @@ def compress(
     ``teacher`` teaches the stages that learn from a model and name none
     (default: the model as it was before the recipe).
     """
+    from slimformer.evaluate.measure import check_positions
     from slimformer.report import build_report, write_reports
 
     check_output_dir(out, overwrite)
+    check_device(device)
     recipe = Recipe.load(recipe)
     measure = _measure_options(measure)
     slim = load_model(model, progress=progress)
     check_model_finite(slim.model)
+    if measure.enabled:
+        check_positions(slim.model, measure.shapes)
     slim.model.to(device)
     options = {"eval_options": eval_options, "measure": measure, "progress": progress}
     before = assess(slim, eval, **options)

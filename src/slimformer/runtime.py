@@ -194,3 +194,28 @@ def _cut(output: Any, batch: int, seq: int, padded_batch: int, padded_seq: int) 
             output[key] = cut(output[key])
         return output
     return cut(output)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any model is loaded or changed.
+
+    Without this, ``--device cuda`` on a CPU machine ended in a traceback from
+    deep inside PyTorch after the model had been loaded and assessed.
+    """
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise SlimformerError(
+            f"unknown device {device!r}", "use cpu, cuda, cuda:0, mps, ..."
+        ) from None
+    present = {
+        "cpu": lambda: True,
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        ),
+    }.get(kind, lambda: True)
+    if not present():
+        raise SlimformerError(
+            f"device {device!r} is not available on this machine", "use --device cpu"
+        )

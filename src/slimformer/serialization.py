@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
             f"could not read a model config from {source!r} ({_first_line(exc)})",
             "check the path or, for a hub id, that this machine has network access",
         ) from exc
+    if Path(source).is_dir():
+        check_weights(Path(source))
     model_class = _model_class(config)
     meta = getattr(config, "slimformer", None)
     if meta:
@@ -104,7 +107,7 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
     else:
         # Read, not memory-mapped: methods replace weights layer by layer, and a mapped
         # file keeps every replaced weight resident until the last one is gone.
-        model = model_class.from_pretrained(source, dtype=_saved_dtype(config), disable_mmap=True)
+        model = _from_pretrained(model_class, source, config)
     model.eval()
     tokenizer = _load_tokenizer(source)
     return SlimModel(
@@ -115,6 +118,55 @@ def load_model_dir(location: str | os.PathLike, name: str | None = None) -> Slim
         task=task_of(model),
         compression=dict(meta or {}),
     )
+
+
+#: Weight files transformers reads from a folder (safetensors, then the older .bin).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse a folder whose weights are missing or unreadable, before anything is built.
+
+    A config with no weights, or a truncated or garbage ``.safetensors``, ended
+    in a traceback from transformers or safetensors. Only each file's header
+    is read here (cheap); ``.bin`` files are left to transformers, which reads
+    them with ``weights_only=True``.
+    """
+    from safetensors import safe_open
+
+    files = [f for f in folder.iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES)]
+    if not files:
+        raise SlimformerError(
+            f"{folder} has a config.json but no weights (no .safetensors file, no .bin)",
+            "copy the model's weight files into it, or save the model again",
+        )
+    for file in files:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # SafetensorError, OSError: a truncated or foreign file
+            raise SlimformerError(
+                f"{file} is not a readable safetensors file ({_first_line(exc)})",
+                "the file is truncated or damaged; copy or save the model again",
+            ) from None
+
+
+def _from_pretrained(model_class: type, source: str, config: Any) -> nn.Module:
+    """``from_pretrained``, with a ``.bin`` holding more than tensors refused in one line.
+
+    transformers reads ``.bin`` files with ``weights_only=True``, so a crafted
+    pickle never runs; this turns its refusal into the one-line error.
+    """
+    try:
+        return model_class.from_pretrained(source, dtype=_saved_dtype(config), disable_mmap=True)
+    except pickle.UnpicklingError:
+        raise SlimformerError(
+            f"the weights in {source} hold objects beyond tensors and were not loaded "
+            "(loading them could run code)",
+            "use a model saved as safetensors, or re-save it from a trusted copy",
+        ) from None
 
 
 def _model_class(config: Any) -> type:

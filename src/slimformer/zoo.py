@@ -220,6 +220,21 @@ def _gguf_cache_path(gguf: Path, name: str | None = None) -> Path:
     return cache_dir() / "models" / f"{name or gguf.stem}-{digest}"
 
 
+#: A GGUF file opens with its magic, a version (u32), tensor and metadata counts (u64 each).
+_GGUF_HEADER = 24
+
+
+def check_gguf_header(gguf: Path) -> None:
+    """Refuse a file too short or without the GGUF magic, before any reader sees it."""
+    with open(gguf, "rb") as handle:
+        head = handle.read(_GGUF_HEADER)
+    if len(head) < _GGUF_HEADER or head[:4] != b"GGUF":
+        raise SlimformerError(
+            f"{gguf} is not a GGUF file (too short, or no GGUF header)",
+            "the file is truncated or not GGUF; download it again",
+        )
+
+
 def convert_gguf(gguf: Path, name: str | None = None, progress: bool = True) -> Path:
     """Dequantize a GGUF checkpoint to a plain fp32 safetensors folder, once.
 
@@ -230,6 +245,7 @@ def convert_gguf(gguf: Path, name: str | None = None, progress: bool = True) -> 
     target = _gguf_cache_path(gguf, name)
     if (target / "config.json").is_file():
         return target
+    check_gguf_header(gguf)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if progress:
@@ -241,6 +257,12 @@ def convert_gguf(gguf: Path, name: str | None = None, progress: bool = True) -> 
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except ImportError as exc:
         raise SlimformerError(f"reading GGUF needs a package: {exc}", "pip install gguf") from exc
+    except Exception as exc:  # struct.error, ValueError, KeyError...: a damaged or foreign file
+        raise SlimformerError(
+            f"cannot read {gguf} as a GGUF model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160] if str(exc) else ''})",
+            "the file is truncated or not a supported GGUF model; download it again",
+        ) from None
     config = source.config.to_dict()
     config.pop("quantization_config", None)
     plain = type(source)(type(source.config).from_dict(config))

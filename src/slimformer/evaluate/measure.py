@@ -110,6 +110,29 @@ def _check_shapes(shapes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return checked
 
 
+def check_positions(model: nn.Module, shapes: Sequence[tuple[int, int]]) -> None:
+    """Refuse a sequence length beyond the model's position table, before any timing.
+
+    A BERT with 512 positions given 1x1024 failed with a tensor-size
+    traceback from inside the embedding, after everything before it had run.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        config = getattr(getattr(model, "model", None), "config", None)
+    limit = None
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            limit = value
+            break
+    longest = max((int(s) for _, s in shapes), default=0)
+    if limit is not None and longest > limit:
+        raise SlimformerError(
+            f"shape length {longest} is longer than the model's {limit} positions",
+            f"pass --shapes with sequence lengths of at most {limit}, e.g. 1x{min(64, limit)}",
+        )
+
+
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Measure in eval mode (no dropout), then restore the caller's mode."""
@@ -169,6 +192,8 @@ def measure_model(
     token ids drawn from that vocabulary.
     """
     checked = _check_shapes(shapes)
+    if vocab_size is None:
+        check_positions(model, checked)
     inputs = _input_maker(model, vocab_size, adapter, device)
     inputs(1, 1)  # fails here, before any timing, if the model's inputs cannot be made
     largest = max(checked, key=lambda shape: shape[0] * shape[1])

@@ -6,6 +6,13 @@ stream, plus the settings it was made with: resuming under other settings
 would silently train a different model, so it is refused. Files are written
 to a temporary name and renamed into place, so a run killed mid-write leaves
 the previous checkpoint (and the best model) intact.
+
+Checkpoints live in a folder the user names, so they are read with
+``torch.load(weights_only=True)``: tensors, numbers, strings and plain
+containers only, never an arbitrary pickled object that could run code.
+The one non-tensor object training state held, NumPy's generator state, is
+stored as plain lists for that reason. A checkpoint written before that (or
+by another program) is refused with one line, never unpickled.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ def rng_states() -> dict[str, Any]:
     try:
         import numpy
 
-        states["numpy"] = numpy.random.get_state()
+        name, keys, pos, has_gauss, cached = numpy.random.get_state()
+        states["numpy"] = [name, keys.tolist(), pos, has_gauss, cached]
     except ImportError:  # numpy is optional
         pass
     return states
@@ -39,13 +47,16 @@ def rng_states() -> dict[str, Any]:
 
 def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    random.setstate(states["python"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     if "numpy" in states:
         import numpy
 
-        numpy.random.set_state(states["numpy"])
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        keys = numpy.asarray(keys, dtype=numpy.uint32)
+        numpy.random.set_state((name, keys, pos, has_gauss, cached))
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
@@ -55,13 +66,27 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without running code from it (``weights_only=True``).
+
+    Anything else (a truncated copy, a file from another program, a pickle
+    holding objects, a checkpoint from an older slimformer) is one line
+    telling the user to start afresh.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a file from another program, or a truncated copy
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to read gets the same advice
+        reason = type(exc).__name__
         raise SlimformerError(
-            f"cannot read the checkpoint {path} ({type(exc).__name__})",
-            "delete it to start afresh, or point checkpoint_dir elsewhere",
+            f"cannot read the checkpoint {path} safely (a truncated file, a file from "
+            f"another program or an older slimformer, or objects beyond tensors: {reason})",
+            "delete it (or point checkpoint_dir elsewhere) to start the training again",
         ) from None
+    if not isinstance(payload, dict):
+        raise SlimformerError(
+            f"{path} is not a slimformer checkpoint",
+            "delete it (or point checkpoint_dir elsewhere) to start the training again",
+        )
+    return payload
 
 
 def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
