@@ -193,12 +193,17 @@ def _methods(args) -> None:
 
 
 def _compress(args) -> None:
+    _run_compress(args, args.model, args.recipe, "saved")
+
+
+def _run_compress(args, model, recipe, saved: str) -> None:
+    """compress with the command's shared options, then the table and where it went."""
     from slimformer.pipeline import compress
     from slimformer.report import print_table
 
     report = compress(
-        args.model,
-        args.recipe,
+        model,
+        recipe,
         args.out,
         eval=args.eval,
         measure=_measure_options(args, enabled=not args.no_measure),
@@ -207,7 +212,7 @@ def _compress(args) -> None:
         runtime=args.runtime,
     )
     print_table(report)
-    print(f"saved to {args.out} (model, recipe.yaml, report.json, report.md)")
+    print(f"{saved} to {args.out} (model, recipe.yaml, report.json, report.md)")
 
 
 def _evaluate(args) -> None:
@@ -271,26 +276,13 @@ def _measure(args) -> None:
 def _distill(args) -> None:
     """One ``distill`` stage run like ``compress``: model, recipe.yaml and report in --out."""
     from slimformer.paths import check_output_dir
-    from slimformer.pipeline import compress
-    from slimformer.report import print_table
     from slimformer.runtime import check_device
 
     train = _train_settings(args, "distill", dataset=args.data)  # bad flags fail before loading
     check_output_dir(args.out, args.overwrite)
     check_device(args.device)
     model, recipe = _distill_run(args, train)
-    report = compress(
-        model,
-        recipe,
-        args.out,
-        eval=args.eval,
-        measure=_measure_options(args, enabled=not args.no_measure),
-        overwrite=args.overwrite,
-        device=args.device,
-        runtime=args.runtime,
-    )
-    print_table(report)
-    print(f"saved the student to {args.out} (model, recipe.yaml, report.json, report.md)")
+    _run_compress(args, model, recipe, "saved the student")
 
 
 def _distill_run(args, train):
